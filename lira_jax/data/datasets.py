@@ -1,0 +1,208 @@
+"""Dataset registry: every dataset comes back as host numpy arrays.
+
+Design notes: datasets are small enough for the training pool to live on the
+device in full (the engine gathers per-model batches from it), so the registry
+returns whole arrays, not iterators. Images are float32 NHWC scaled to [0, 1]
+then standardised with the training-pool mean/std per channel. Embedded
+datasets (scikit-learn's bundled `digits`) need no files; tfds datasets are read
+only from an already prepared `data_dir` (preparing them needs TensorFlow, a
+user-side step); Fashion-MNIST can also be read from gzip'd IDX files such as
+those of Debian's `dataset-fashion-mnist` package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A classification dataset as arrays.
+
+    Attributes:
+      name: registry name.
+      x_train: [N, H, W, C] float32, the membership pool the shadow models draw from.
+      y_train: [N] int32.
+      x_test: [N_test, H, W, C] float32, never trained on (for accuracy).
+      y_test: [N_test] int32.
+      num_classes: number of classes.
+      mirror_ok: whether a horizontal flip preserves the label (natural images yes,
+        digits no); decides the default train augmentation and query set.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    mirror_ok: bool
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded; the message says why and what to do."""
+
+
+_TFDS_NAMES = {
+    # name: (tfds name, mirror_ok)
+    "mnist": ("mnist", False),
+    "fashion_mnist": ("fashion_mnist", True),
+    "cifar10": ("cifar10", True),
+    "cifar100": ("cifar100", True),
+    "svhn_cropped": ("svhn_cropped", False),
+}
+_EMBEDDED = ("digits",)
+_IDX = ("fashion_mnist_idx",)
+DEFAULT_IDX_DIR = "/usr/share/dataset-fashion-mnist"
+
+
+def dataset_names() -> tuple[str, ...]:
+    return _EMBEDDED + tuple(_TFDS_NAMES) + _IDX
+
+
+def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x_train.mean(axis=(0, 1, 2), keepdims=True)
+    std = x_train.std(axis=(0, 1, 2), keepdims=True) + 1e-6
+    return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
+
+
+def _finish(name, x_train, y_train, x_test, y_test, num_classes, mirror_ok, max_train):
+    if max_train is not None:
+        x_train, y_train = x_train[:max_train], y_train[:max_train]
+    x_train, x_test = _standardise(x_train.astype(np.float32), x_test.astype(np.float32))
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train.astype(np.int32),
+        x_test=x_test,
+        y_test=y_test.astype(np.int32),
+        num_classes=int(num_classes),
+        mirror_ok=mirror_ok,
+    )
+
+
+def _load_digits(num_test: int = 297):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[..., None]  # [1797, 8, 8, 1]
+    y = bunch.target.astype(np.int32)
+    # A fixed split (seed 0) so every run and every process sees the same pool.
+    order = np.random.default_rng(0).permutation(len(y))
+    test, train = order[:num_test], order[num_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _read_idx(path: str) -> np.ndarray:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (header {data[:4]!r}).")
+    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _load_idx_dir(data_dir: str):
+    files = {}
+    for part in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        for suffix in (".gz", ""):
+            candidate = os.path.join(data_dir, part + suffix)
+            if os.path.exists(candidate):
+                files[part] = candidate
+                break
+        else:
+            raise DatasetError(
+                f"fashion_mnist_idx: {part}[.gz] not found in data_dir={data_dir!r}. Install Debian's "
+                "'dataset-fashion-mnist' package or pass --data_dir pointing at the IDX files."
+            )
+    x_train = _read_idx(files["train-images-idx3-ubyte"])[..., None] / 255.0
+    y_train = _read_idx(files["train-labels-idx1-ubyte"])
+    x_test = _read_idx(files["t10k-images-idx3-ubyte"])[..., None] / 255.0
+    y_test = _read_idx(files["t10k-labels-idx1-ubyte"])
+    return x_train, y_train, x_test, y_test
+
+
+def _tfds_split_arrays(builder, split: str) -> dict[str, np.ndarray]:
+    """Reads one split of a prepared tfds dataset into arrays, without TensorFlow if possible."""
+    try:
+        source = builder.as_data_source(split=split)  # random-access, no TensorFlow needed
+        records = [source[i] for i in range(len(source))]
+        return {k: np.stack([r[k] for r in records]) for k in ("image", "label")}
+    except Exception:  # e.g. a dataset prepared as tfrecord: needs TensorFlow to read
+        import tensorflow_datasets as tfds
+
+        ds = builder.as_dataset(split=split, batch_size=-1)
+        return {k: np.asarray(v) for k, v in tfds.as_numpy(ds).items() if k in ("image", "label")}
+
+
+def _load_tfds(tfds_name: str, data_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(tfds_name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    except Exception as e:  # tfds raises many types for a missing/unknown dir
+        raise DatasetError(
+            f"Could not open tfds dataset {tfds_name!r} in data_dir={data_dir!r}: {e}"
+        ) from e
+    if not prepared:
+        raise DatasetError(
+            f"tfds dataset {tfds_name!r} is not prepared in data_dir={builder.data_dir!r}. Prepare it "
+            f"once where TensorFlow and the network are available (`tfds build {tfds_name} "
+            f"--data_dir=DIR`) and pass --data_dir=DIR; this library never downloads data."
+        )
+    train, test = (_tfds_split_arrays(builder, split) for split in ("train", "test"))
+    num_classes = builder.info.features["label"].num_classes
+    return (
+        train["image"] / 255.0,
+        train["label"],
+        test["image"] / 255.0,
+        test["label"],
+        num_classes,
+    )
+
+
+def load_dataset(name: str, data_dir: str | None = None, max_train: int | None = None) -> Dataset:
+    """Loads a dataset by registry name.
+
+    Args:
+      name: one of `dataset_names()`.
+      data_dir: tfds data_dir (tfds datasets) or folder of IDX files (`fashion_mnist_idx`,
+        default /usr/share/dataset-fashion-mnist).
+      max_train: keep only the first `max_train` training examples (small runs).
+
+    Returns:
+      A `Dataset`.
+
+    Raises:
+      DatasetError: unknown name, or the data is not available locally.
+    """
+    if max_train is not None and max_train < 2:
+        raise DatasetError(f"max_train={max_train} must be at least 2 (or unset for all).")
+    if name == "digits":
+        x_tr, y_tr, x_te, y_te = _load_digits()
+        return _finish(name, x_tr, y_tr, x_te, y_te, 10, False, max_train)
+    if name == "fashion_mnist_idx":
+        x_tr, y_tr, x_te, y_te = _load_idx_dir(data_dir or DEFAULT_IDX_DIR)
+        return _finish(name, x_tr, y_tr, x_te, y_te, 10, True, max_train)
+    if name in _TFDS_NAMES:
+        tfds_name, mirror_ok = _TFDS_NAMES[name]
+        x_tr, y_tr, x_te, y_te, num_classes = _load_tfds(tfds_name, data_dir)
+        return _finish(name, x_tr, y_tr, x_te, y_te, num_classes, mirror_ok, max_train)
+    raise DatasetError(f"Unknown dataset {name!r}. Known datasets: {', '.join(dataset_names())}.")

@@ -1,0 +1,249 @@
+"""Tests for lira_jax.store: round trip, concurrency, plain-zarr readability, failure modes."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorstore as ts
+import zarr
+
+from lira_jax import store as st
+
+M, N, A, C = 6, 7, 2, 3
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec(**config_overrides):
+    config = {"dataset": "digits", "arch": "mlp", "lr": 0.1, "seed": 0, "opt": {"momentum": 0.9}}
+    config.update(config_overrides)
+    return st.StoreSpec(M, N, A, C, ("identity", "hflip"), config)
+
+
+def _keep_labels():
+    rng = np.random.default_rng(0)
+    return rng.random((M, N)) < 0.5, rng.integers(0, C, N)
+
+
+def _logits(seed=1):
+    return np.random.default_rng(seed).normal(size=(M, N, A, C)).astype(np.float32)
+
+
+def _create(path, **config_overrides):
+    keep, labels = _keep_labels()
+    return st.create_or_open(path, _spec(**config_overrides), keep, labels)
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+def test_round_trip_and_missing_ranges(tmp_path):
+    path = tmp_path / "store"
+    s = _create(path)
+    expected = _logits()
+    assert s.missing_ranges() == [(0, M)]
+    assert not s.is_complete(0, M)
+
+    s.write_block(0, expected[0:2], extra={"train_acc": [0.9, 0.8]})
+    assert s.completed_ranges() == [(0, 2)]
+    assert s.missing_ranges() == [(2, M)]
+    assert s.is_complete(0, 2) and not s.is_complete(1, 3)
+
+    s.write_block(4, expected[4:6])
+    assert s.missing_ranges() == [(2, 4)]
+    np.testing.assert_array_equal(s.missing_models(), [2, 3])
+    s.write_block(2, expected[2:4])
+    assert s.missing_ranges() == [] and s.is_complete(0, M)
+    s.require_complete()
+    s.verify()
+
+    r = st.open_store(path)
+    np.testing.assert_array_equal(r.read_logits(), expected)
+    np.testing.assert_array_equal(r.read_logits(slice(1, 3), [0, 5]), expected[1:3][:, [0, 5]])
+    np.testing.assert_array_equal(r.keep(), _keep_labels()[0])
+    np.testing.assert_array_equal(r.labels(), _keep_labels()[1])
+    assert r.query_names == ("identity", "hflip")
+    records = r.records()
+    assert [(x["start"], x["stop"]) for x in records] == [(0, 2), (2, 4), (4, 6)]
+    assert records[0]["extra"] == {"train_acc": [0.9, 0.8]}
+    assert records[0]["config_fingerprint"] == st.config_fingerprint(_spec().config)
+    assert (path / "_blocks" / "m000000-000002.json").is_file()
+    # Reopening with the same spec is a no-op and sees the written data.
+    s2 = _create(path)
+    np.testing.assert_array_equal(s2.read_logits(3), expected[3])
+
+
+def test_float16_store_round_trips_and_checksums(tmp_path):
+    keep, labels = _keep_labels()
+    s = st.create_or_open(tmp_path / "s", _spec(), keep, labels, logits_dtype="float16")
+    expected = _logits()
+    s.write_block(0, expected)
+    got = s.read_logits()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected.astype(np.float16).astype(np.float32))
+    s.verify()
+    with pytest.raises(st.StoreError, match=r"models \[0\]"):
+        st.create_or_open(tmp_path / "t", _spec(), keep, labels, "float16").write_block(
+            0, np.full((1, N, A, C), 1e6, np.float32)
+        )
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from lira_jax import store as st
+    path, start, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    rng = np.random.default_rng(0)
+    keep, labels = rng.random(({M}, {N})) < 0.5, rng.integers(0, {C}, {N})
+    config = {{"dataset": "digits", "arch": "mlp", "lr": 0.1, "seed": 0,
+              "opt": {{"momentum": 0.9}}}}
+    spec = st.StoreSpec({M}, {N}, {A}, {C}, ("identity", "hflip"), config)
+    s = st.create_or_open(path, spec, keep, labels)
+    logits = np.random.default_rng(1).normal(size=({M}, {N}, {A}, {C})).astype(np.float32)
+    for b in range(start, stop):  # One-model blocks: many interleaved writes.
+        s.write_block(b, logits[b:b + 1], extra={{"pid": b}})
+    """
+).format(M=M, N=N, A=A, C=C)
+
+
+def test_two_processes_write_disjoint_ranges(tmp_path):
+    path = tmp_path / "store"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(path), str(a), str(b)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for a, b in ((0, 3), (3, M))
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()
+    s = st.open_store(path)
+    s.require_complete()
+    s.verify()
+    assert s.completed_ranges() == [(i, i + 1) for i in range(M)]
+    np.testing.assert_array_equal(s.read_logits(), _logits())
+    np.testing.assert_array_equal(s.keep(), _keep_labels()[0])
+
+
+def test_readable_with_plain_zarr_and_tensorstore(tmp_path):
+    path = tmp_path / "store"
+    s = _create(path)
+    expected = _logits()
+    s.write_block(0, expected)
+    keep, labels = _keep_labels()
+
+    g = zarr.open_group(path, mode="r")
+    np.testing.assert_array_equal(g["logits"][...], expected)
+    np.testing.assert_array_equal(g["keep"][...], keep)
+    np.testing.assert_array_equal(g["labels"][...], labels)
+    assert g["logits"].chunks == (1, N, A, C)
+    meta = g.attrs["lira_jax"]
+    assert meta["format_version"] == st.FORMAT_VERSION
+    assert (meta["num_models"], meta["num_examples"], meta["num_queries"]) == (M, N, A)
+    assert meta["num_classes"] == C and meta["query_names"] == ["identity", "hflip"]
+    assert meta["config"]["lr"] == 0.1
+    assert set(meta["library_versions"]) >= {"jax", "numpy", "tensorstore", "lira_jax"}
+    assert {"logits", "keep", "labels"} <= set(g.keys())
+
+    t = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path / "logits")}})
+    np.testing.assert_array_equal(t.result()[2:4].read().result(), expected[2:4])
+    record = json.loads((path / "_blocks" / f"m000000-{M:06d}.json").read_text())
+    assert record["start"] == 0 and record["stop"] == M and len(record["sha256"]) == 64
+
+
+def test_mismatched_config_raises_and_leaves_store_unchanged(tmp_path):
+    path = tmp_path / "store"
+    _create(path).write_block(0, _logits()[:2])
+    before = _snapshot(path)
+    with pytest.raises(st.StoreMismatchError, match=r"lr: 0\.1 -> 0\.2") as e:
+        _create(path, lr=0.2)
+    assert "--workdir" in str(e.value)
+    with pytest.raises(st.StoreMismatchError, match=r"opt\.momentum"):
+        _create(path, opt={"momentum": 0.0})
+    keep, labels = _keep_labels()
+    with pytest.raises(st.StoreMismatchError, match="keep"):
+        st.create_or_open(path, _spec(), ~keep, labels)
+    with pytest.raises(st.StoreMismatchError, match="num_models"):
+        st.create_or_open(
+            path,
+            st.StoreSpec(M + 1, N, A, C, ("a", "b"), _spec().config),
+            np.ones((M + 1, N), bool),
+            labels,
+        )
+    assert _snapshot(path) == before
+
+
+def test_write_block_rejects_bad_input(tmp_path):
+    path = tmp_path / "store"
+    s = _create(path)
+    logits = _logits()
+    bad = logits[1:4].copy()
+    bad[1, 0, 0, 0] = np.nan
+    bad[2, 3, 1, 2] = np.inf
+    with pytest.raises(st.StoreError, match=r"models \[2, 3\]"):
+        s.write_block(1, bad)
+    assert s.completed_ranges() == []
+    np.testing.assert_array_equal(s.read_logits(allow_incomplete=True), 0.0)
+
+    s.write_block(0, logits[:2])
+    with pytest.raises(st.StoreError, match="overlaps completed"):
+        s.write_block(1, logits[1:3])
+    with pytest.raises(st.StoreError, match="outside"):
+        s.write_block(M - 1, logits[:2])
+    with pytest.raises(st.StoreError, match="outside"):
+        s.write_block(-1, logits[:1])
+    with pytest.raises(st.StoreError, match="shape"):
+        s.write_block(2, logits[2:4, :, :1])
+    with pytest.raises(st.StoreError, match="read-only"):
+        st.open_store(path).write_block(3, logits[3:4])
+    np.testing.assert_array_equal(s.read_logits(slice(0, 2)), logits[:2])
+    assert s.completed_ranges() == [(0, 2)]
+
+
+def test_require_complete_names_missing_ranges(tmp_path):
+    s = _create(tmp_path / "store")
+    s.write_block(2, _logits()[2:4])
+    with pytest.raises(st.IncompleteStoreError, match=r"0:2, 4:6") as e:
+        s.require_complete()
+    assert "--model_range=0:2" in str(e.value) and "--model_range=4:6" in str(e.value)
+    with pytest.raises(st.IncompleteStoreError, match="0:2"):
+        s.read_logits()
+    np.testing.assert_array_equal(s.read_logits(slice(2, 4)), _logits()[2:4])
+
+
+def test_open_store_errors(tmp_path):
+    with pytest.raises(st.StoreError, match="train_shadows"):
+        st.open_store(tmp_path)
+    with pytest.raises(st.StoreError, match="train_shadows"):
+        st.open_store(tmp_path / "nope")
+    _create(tmp_path / "store")
+    with pytest.raises(st.StoreError, match="did you mean"):
+        st.open_store(tmp_path)
+    group = json.loads((tmp_path / "store" / "zarr.json").read_text())
+    group["attributes"]["lira_jax"]["format_version"] = st.FORMAT_VERSION + 1
+    (tmp_path / "store" / "zarr.json").write_text(json.dumps(group))
+    with pytest.raises(st.StoreError, match="newer"):
+        st.open_store(tmp_path / "store")
+
+
+def test_config_fingerprint_is_order_independent():
+    assert st.config_fingerprint({"a": 1, "b": [1, 2]}) == st.config_fingerprint(
+        {"b": (1, 2), "a": 1}
+    )
+    assert st.config_fingerprint({"a": 1}) != st.config_fingerprint({"a": 2})
+    with pytest.raises(st.StoreError, match="JSON"):
+        st.config_fingerprint({"a": np.zeros(2)})
