@@ -129,7 +129,8 @@ def _load_idx_dir(data_dir: str):
         else:
             raise DatasetError(
                 f"fashion_mnist_idx: {part}[.gz] not found in data_dir={data_dir!r}. "
-                "Install Debian's 'dataset-fashion-mnist' package or pass --data_dir pointing at the IDX files."
+                "Install Debian's 'dataset-fashion-mnist' package or pass --data_dir pointing at "
+                "the IDX files."
             )
     x_train = _read_idx(files["train-images-idx3-ubyte"])[..., None] / 255.0
     y_train = _read_idx(files["train-labels-idx1-ubyte"])
@@ -164,8 +165,8 @@ def _load_tfds(tfds_name: str, data_dir: str | None):
     if not prepared:
         raise DatasetError(
             f"tfds dataset {tfds_name!r} is not prepared in data_dir={builder.data_dir!r}. "
-            f"Prepare it once where TensorFlow and the network are available (`tfds build {tfds_name} "
-            f"--data_dir=DIR`) and pass --data_dir=DIR; this library never downloads data."
+            "Prepare it once where TensorFlow and the network are available "
+            f"(`tfds build {tfds_name} --data_dir=DIR`) and pass --data_dir=DIR; this library never downloads data."
         )
     train, test = (_tfds_split_arrays(builder, split) for split in ("train", "test"))
     num_classes = builder.info.features["label"].num_classes
