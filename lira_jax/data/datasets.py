@@ -166,7 +166,8 @@ def _load_tfds(tfds_name: str, data_dir: str | None):
         raise DatasetError(
             f"tfds dataset {tfds_name!r} is not prepared in data_dir={builder.data_dir!r}. "
             "Prepare it once where TensorFlow and the network are available "
-            f"(`tfds build {tfds_name} --data_dir=DIR`) and pass --data_dir=DIR; this library never downloads data."
+            f"(`tfds build {tfds_name} --data_dir=DIR`) and pass --data_dir=DIR; "
+            "this library never downloads data."
         )
     train, test = (_tfds_split_arrays(builder, split) for split in ("train", "test"))
     num_classes = builder.info.features["label"].num_classes
