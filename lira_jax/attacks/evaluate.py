@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from lira_jax import metrics
+from lira_jax import metrics, signals
 from lira_jax.attacks.lira import global_threshold_scores, lira_scores
 
-__all__ = ["ATTACKS", "AttackFn", "evaluate_attacks", "resolve_attacks"]
+__all__ = ["ATTACKS", "AttackFn", "evaluate_attacks", "evaluate_logits", "resolve_attacks"]
 
 AttackFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """fn(target_phi [N, A], shadow_phi [S, N, A], shadow_keep [S, N]) -> scores [N]."""
@@ -115,3 +115,37 @@ def evaluate_attacks(
         results[name] = {**metrics.summarize(pooled, truth), "num_targets": num_targets}
         curves[name] = metrics.roc_curve(pooled, truth)
     return results, curves
+
+
+def evaluate_logits(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    keep: np.ndarray,
+    attack_names: str | Sequence[str],
+    num_targets: int,
+) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Runs attacks on a store's arrays (the entry point of `experiments.attack`).
+
+    Args:
+      logits: [M, N, A, C] logits of every model on every example under every query.
+      labels: [N] int true labels.
+      keep: [M, N] bool membership.
+      attack_names: names accepted by `resolve_attacks`.
+      num_targets: models 0 .. num_targets-1 serve in turn as the target.
+
+    Returns:
+      (results, curves) as in `evaluate_attacks`.
+
+    Raises:
+      ValueError: on NaN/inf logits, bad shapes or labels, or a bad `num_targets`.
+    """
+    logits = np.asarray(logits)
+    if not np.all(np.isfinite(logits)):
+        bad = np.unique(np.argwhere(~np.isfinite(logits))[:, 0])
+        raise ValueError(
+            f"logits contain NaN/inf for model(s) {bad.tolist()[:10]}: those models diverged. "
+            "Retrain them (e.g. with a lower --learning_rate) before attacking."
+        )
+    names = resolve_attacks(attack_names)
+    phi = signals.logit_scaled_confidence(logits, labels, example_axis=1)
+    return evaluate_attacks(phi, keep, names, num_targets)
