@@ -157,19 +157,27 @@ def _load_tfds(tfds_name: str, data_dir: str | None):
 
     try:
         builder = tfds.builder(tfds_name, data_dir=data_dir)
-        prepared = builder.is_prepared()
     except Exception as e:  # tfds raises many types for a missing/unknown dir
         raise DatasetError(
             f"Could not open tfds dataset {tfds_name!r} in data_dir={data_dir!r}: {e}"
         ) from e
-    if not prepared:
+    # Read first and ask `is_prepared` only on failure: under `tfds.testing.mock_data` a
+    # dataset reads fine without being prepared.
+    try:
+        train, test = (_tfds_split_arrays(builder, split) for split in ("train", "test"))
+    except Exception as e:
+        if not builder.is_prepared():
+            raise DatasetError(
+                f"tfds dataset {tfds_name!r} is not prepared in data_dir={data_dir!r} "
+                f"(looked in {builder.data_dir}). Prepare it once where TensorFlow and the "
+                f"network are available (`tfds build {tfds_name} --file_format=array_record "
+                "--data_dir=DIR`) and pass --data_dir=DIR; this library never downloads data."
+            ) from None
         raise DatasetError(
-            f"tfds dataset {tfds_name!r} is not prepared in data_dir={builder.data_dir!r}. "
-            "Prepare it once where TensorFlow and the network are available "
-            f"(`tfds build {tfds_name} --data_dir=DIR`) and pass --data_dir=DIR; "
-            "this library never downloads data."
-        )
-    train, test = (_tfds_split_arrays(builder, split) for split in ("train", "test"))
+            f"Could not read prepared tfds dataset {tfds_name!r} from {builder.data_dir}: {e}. "
+            "Datasets prepared as tfrecord need TensorFlow installed to read; array_record "
+            "ones do not (`tfds build ... --file_format=array_record`)."
+        ) from e
     num_classes = builder.info.features["label"].num_classes
     return (
         train["image"] / 255.0,

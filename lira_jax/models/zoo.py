@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from lira_jax.models.layers import Conv2D, max_pool_2x2
+from lira_jax.models.layers import Conv2D, max_pool_2x2, resolve_conv_impl
 
 
 class CNN(nn.Module):
@@ -100,4 +100,4 @@ def get_model(arch: str, num_classes: int, conv_impl: str = "auto") -> nn.Module
     """Builds a model by name; see `arch_names()`."""
     if arch not in _ARCHS:
         raise ValueError(f"Unknown arch {arch!r}. Known architectures: {', '.join(_ARCHS)}.")
-    return _ARCHS[arch](num_classes, conv_impl)
+    return _ARCHS[arch](num_classes, resolve_conv_impl(conv_impl))

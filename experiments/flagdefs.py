@@ -1,0 +1,25 @@
+"""Flags shared by several binaries (defined once, so binaries can be combined)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from absl import flags
+
+WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory: holds store/ (the logits) and results/.", required=True
+)
+
+
+def exit_on_error(fn: Callable[[], None], *errors: type[BaseException]) -> None:
+    """Runs `fn`; a known error type exits with status 1 and its one-line message.
+
+    The library's errors already say what is wrong and what to do; a traceback would
+    only hide that message.
+    """
+    try:
+        fn()
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

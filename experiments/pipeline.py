@@ -1,0 +1,30 @@
+r"""The whole job: train the shadow models, then attack them.
+
+    python -m experiments.pipeline --workdir=runs/digits
+    # trains 64 cnn32 models on sklearn digits, runs every attack, prints the table
+    # (a few minutes on 2 CPU cores; numbers in BUILD_NOTES.md)
+
+Takes every flag of `experiments.train_shadows` and `experiments.attack`. Re-running it
+skips models already in the store.
+"""
+
+from __future__ import annotations
+
+from absl import app
+
+from experiments import attack, flagdefs, train_shadows
+
+
+def run_from_flags() -> None:
+    train_shadows.run_from_flags()
+    attack.run_from_flags()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    flagdefs.exit_on_error(run_from_flags, ValueError)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,101 @@
+"""Tests for lira_jax.train: vmapped training equals training alone; queries."""
+
+import jax
+import numpy as np
+import pytest
+
+from lira_jax.data import Query, keep_mask, load_dataset, query_set
+from lira_jax.train import Engine, TrainConfig, query_logits, steps_per_epoch
+
+N = 96
+
+
+@pytest.fixture(scope="module")
+def setup():
+    ds = load_dataset("digits", max_train=N)
+    keep = keep_mask(0, 4, N, 0.5)
+    config = TrainConfig(
+        arch="cnn16",
+        num_classes=10,
+        epochs=2,
+        batch_size=16,
+        learning_rate=0.05,
+        warmup_epochs=1,
+        augment_shift=1,
+        seed=7,
+        conv_impl="patches",
+    )
+    engine = Engine(config, ds.x_train, ds.y_train, steps_per_epoch(keep, 16))
+    return ds, keep, engine
+
+
+def _flat(params):
+    return np.concatenate([np.ravel(p) for p in jax.tree.leaves(params)])
+
+
+def test_vmapped_block_equals_each_model_alone(setup):
+    ds, keep, engine = setup
+    block = engine.train(np.arange(4), keep)
+    for m in (0, 3):  # alone, and (by the keys) independent of the other models of a block
+        alone = engine.train(np.array([m]), keep[m : m + 1])
+        np.testing.assert_allclose(
+            _flat(jax.tree.map(lambda p, m=m: p[m], block)), _flat(alone), rtol=1e-4, atol=1e-5
+        )
+    # ...and training actually moved the models apart (different keys and subsets).
+    assert np.abs(_flat(jax.tree.map(lambda p: p[0] - p[1], block))).max() > 1e-2
+
+
+def test_out_examples_never_influence_a_model(setup):
+    ds, keep, engine = setup
+    x_noisy = ds.x_train.copy()
+    y_noisy = ds.y_train.copy()
+    out = ~keep[0]
+    x_noisy[out] = np.random.default_rng(0).normal(size=x_noisy[out].shape)
+    y_noisy[out] = (y_noisy[out] + 3) % 10
+    noisy = Engine(engine.config, x_noisy, y_noisy, engine.steps)
+    np.testing.assert_array_equal(
+        _flat(engine.train(np.array([0]), keep[:1])), _flat(noisy.train(np.array([0]), keep[:1]))
+    )
+
+
+def test_training_learns(setup):
+    ds, keep, _ = setup
+    config = TrainConfig(
+        arch="cnn16",
+        num_classes=10,
+        epochs=20,
+        batch_size=16,
+        learning_rate=0.1,
+        conv_impl="patches",
+    )
+    engine = Engine(config, ds.x_train, ds.y_train, steps_per_epoch(keep, 16))
+    seen = []
+    params = engine.train(np.arange(2), keep[:2], progress=seen.append)
+    assert [s["epoch"] for s in seen] == list(range(1, 21))
+    assert seen[-1]["loss"].mean() < seen[0]["loss"].mean()
+    logits = query_logits(engine.model, params, ds.x_train, (Query(False, 0, 0),))
+    acc_in = (logits[:, :, 0].argmax(-1) == ds.y_train)[keep[:2]].mean()
+    assert acc_in > 0.8
+
+
+def test_query_logits_match_direct_application(setup):
+    ds, keep, engine = setup
+    params = engine.init(np.arange(3))[0]
+    queries = query_set("cross1", False)
+    x = ds.x_train[:50]
+    out = query_logits(engine.model, params, x, queries, chunk=16)  # exercises the padded tail
+    assert out.shape == (3, 50, 5, 10) and out.dtype == np.float32
+    for m in range(3):
+        p = jax.tree.map(lambda a, m=m: a[m], params)
+        np.testing.assert_allclose(out[m, :, 0], engine.model.apply(p, x), atol=1e-5)
+        shifted = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+        q = queries[1]
+        view = shifted[:, 1 - q.dy : 1 - q.dy + 8, 1 - q.dx : 1 - q.dx + 8]
+        np.testing.assert_allclose(out[m, :, 1], engine.model.apply(p, view), atol=1e-5)
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="epochs=0"):
+        TrainConfig(arch="cnn16", num_classes=10, epochs=0).validate()
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig(arch="cnn16", num_classes=10, learning_rate=-1).validate()
