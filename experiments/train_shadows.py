@@ -173,6 +173,22 @@ def train_shadows(
     if models_per_step is not None and models_per_step < 1:
         raise ValueError(f"--models_per_step={models_per_step} must be >= 1.")
 
+    train_config = TrainConfig(
+        arch=config["arch"],
+        num_classes=ds.num_classes,
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        learning_rate=config["learning_rate"],
+        momentum=config["momentum"],
+        weight_decay=config["weight_decay"],
+        warmup_epochs=config["warmup_epochs"],
+        augment_shift=config["augment_shift"],
+        augment_mirror=config["augment_mirror"],
+        seed=config["seed"],
+        conv_impl=conv_impl,
+    )
+    train_config.validate()  # Before the store exists: a bad config writes nothing.
+
     spec = store_lib.StoreSpec(
         num_models=num_models,
         num_examples=num_examples,
@@ -190,20 +206,6 @@ def train_shadows(
     size = models_per_step or min(32, int(todo.size))
     blocks = _blocks(todo, size)
 
-    train_config = TrainConfig(
-        arch=config["arch"],
-        num_classes=ds.num_classes,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        momentum=config["momentum"],
-        weight_decay=config["weight_decay"],
-        warmup_epochs=config["warmup_epochs"],
-        augment_shift=config["augment_shift"],
-        augment_mirror=config["augment_mirror"],
-        seed=config["seed"],
-        conv_impl=conv_impl,
-    )
     engine = Engine(
         train_config, ds.x_train, ds.y_train, steps_per_epoch(keep, config["batch_size"])
     )

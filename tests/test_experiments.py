@@ -1,0 +1,126 @@
+"""End-to-end tests of the binaries on tiny configs, and their answers to bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import attack, train_shadows
+from lira_jax import store as store_lib
+from lira_jax.data import DatasetError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(max_train=120, arch="cnn16", num_models=6, epochs=1, batch_size=32)
+TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()]
+
+
+def _quiet(_msg):
+    pass
+
+
+def _train(workdir, model_range=None, **overrides):
+    config = train_shadows.make_config("digits", **{**TINY, **overrides})
+    return train_shadows.train_shadows(config, workdir, model_range=model_range, log=_quiet)
+
+
+def _cli(module, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", f"experiments.{module}", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_pipeline_cli_end_to_end(tmp_path):
+    proc = _cli("pipeline", f"--workdir={tmp_path}", *TINY_FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results" / "attacks.json").read_text())
+    assert {"lira_online", "lira_offline", "global_threshold"} <= set(results)
+    for res in results.values():
+        assert 0 <= res["auc"] <= 1 and 0.5 <= res["balanced_accuracy"] <= 1
+        assert set(res["tpr_at_fpr"]) == {"0.01", "0.001", "0.0001", "1e-05"}
+        assert res["num_targets"] == 6
+    assert (tmp_path / "results" / "roc.png").stat().st_size > 1000
+    assert "| lira_online |" in proc.stdout  # the table is printed
+    # The store is readable with plain zarr, without lira_jax.
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "store"), mode="r")
+    assert group["logits"].shape == (6, 120, 5, 10)
+    assert group["keep"][:].sum(0).tolist() == [3] * 120
+    assert group.attrs["lira_jax"]["config"]["arch"] == "cnn16"
+    # Running again trains nothing and gives the same results (deterministic given the store).
+    again = _cli("pipeline", f"--workdir={tmp_path}", *TINY_FLAGS)
+    assert again.returncode == 0 and "nothing to train" in again.stderr
+    assert json.loads((tmp_path / "results" / "attacks.json").read_text()) == results
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path):
+    proc = _cli("train_shadows", f"--workdir={tmp_path}", "--dataset=cifar11")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: Unknown dataset 'cifar11'")
+    assert "Traceback" not in proc.stderr
+    proc = _cli("attack", f"--workdir={tmp_path}")
+    assert proc.returncode == 1 and "train_shadows" in proc.stderr.splitlines()[-1]
+
+
+def test_model_ranges_fill_one_store_and_are_never_retrained(tmp_path):
+    store = _train(tmp_path, model_range="0:2")
+    assert store.completed_ranges() == [(0, 2)]
+    first = store.read_logits(models=[0, 1], allow_incomplete=True)
+    with pytest.raises(store_lib.IncompleteStoreError, match=r"--model_range=2:6"):
+        attack.attack(tmp_path, log=_quiet)
+    assert not (tmp_path / "results").exists()
+    record = store.records()[0]
+    store = _train(tmp_path)  # fills only what is missing
+    assert store.missing_ranges() == [] and store.records()[0] == record
+    np.testing.assert_array_equal(store.read_logits(models=[0, 1]), first)
+    store.verify()
+    results = attack.attack(tmp_path, attacks="lira_online,global_threshold", log=_quiet)
+    assert set(results) == {"lira_online", "global_threshold"}
+
+
+def test_other_config_in_same_workdir_is_refused_and_store_kept(tmp_path):
+    store = _train(tmp_path, model_range="0:2")
+    before = store.read_logits(models=[0, 1], allow_incomplete=True)
+    with pytest.raises(store_lib.StoreMismatchError, match="seed"):
+        _train(tmp_path, seed=1)
+    with pytest.raises(store_lib.StoreMismatchError, match="epochs"):
+        _train(tmp_path, epochs=2)
+    after = store_lib.open_store(tmp_path / "store")
+    assert after.completed_ranges() == [(0, 2)]
+    np.testing.assert_array_equal(after.read_logits(models=[0, 1], allow_incomplete=True), before)
+
+
+@pytest.mark.parametrize(
+    "overrides,error,match",
+    [
+        (dict(arch="vgg"), ValueError, "Unknown arch 'vgg'"),
+        (dict(pkeep=1.5), ValueError, r"pkeep=1.5 must be in \(0, 1\)"),
+        (dict(num_models=1), ValueError, "at least 2 models"),
+        (dict(queries="rot5"), ValueError, "Unknown query set 'rot5'"),
+        (dict(augment_mirror=True), ValueError, "mirroring changes the labels"),
+        (dict(epochs=0), ValueError, "epochs=0"),
+    ],
+)
+def test_bad_training_input(tmp_path, overrides, error, match):
+    with pytest.raises(error, match=match):
+        _train(tmp_path, **overrides)
+    assert not (tmp_path / "store").exists()  # rejected before anything is written
+
+
+def test_bad_names_and_ranges(tmp_path):
+    with pytest.raises(DatasetError, match="Unknown dataset 'nope'"):
+        train_shadows.train_shadows(train_shadows.make_config("nope", **TINY), tmp_path)
+    with pytest.raises(ValueError, match="model_range='4:2'"):
+        _train(tmp_path, model_range="4:2")
+    with pytest.raises(ValueError, match="Unknown attack"):
+        attack.attack(tmp_path, attacks="lira,magic", log=_quiet)
