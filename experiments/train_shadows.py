@@ -47,6 +47,9 @@ _AUGMENT_MIRROR = flags.DEFINE_bool("augment_mirror", None, "Random horizontal f
 _QUERIES = flags.DEFINE_string(
     "queries", None, "Query set: identity, mirror, shiftK or crossK (e.g. shift1, cross1)."
 )
+_STORE_TEST_LOGITS = flags.DEFINE_bool(
+    "store_test_logits", None, "Also store every model's logits on the test set (influence)."
+)
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the keep mask, inits and data orders.")
 _MODELS_PER_STEP = flags.DEFINE_integer(
     "models_per_step", None, "Models trained at once per block (default: min(32, range))."
@@ -79,6 +82,7 @@ CONFIG_KEYS = (
     "augment_mirror",
     "queries",
     "seed",
+    "store_test_logits",
 )
 
 
@@ -196,8 +200,16 @@ def train_shadows(
         num_classes=ds.num_classes,
         query_names=augment.query_names(queries),
         config=config,
+        num_test_examples=ds.x_test.shape[0] if config["store_test_logits"] else 0,
     )
-    store = store_lib.create_or_open(Path(workdir) / "store", spec, keep, ds.y_train, logits_dtype)
+    store = store_lib.create_or_open(
+        Path(workdir) / "store",
+        spec,
+        keep,
+        ds.y_train,
+        logits_dtype,
+        test_labels=ds.y_test if config["store_test_logits"] else None,
+    )
     todo = store.missing_models()
     todo = todo[(todo >= start) & (todo < stop)]
     if todo.size == 0:
@@ -244,6 +256,7 @@ def train_shadows(
                 "seconds": round(time.perf_counter() - t_block, 2),
                 "conv_impl": conv_impl,
             },
+            test_logits=test_logits if config["store_test_logits"] else None,
         )
         done += len(block)
         elapsed = time.perf_counter() - t_run
@@ -272,6 +285,7 @@ def config_from_flags() -> dict:
         augment_mirror=_AUGMENT_MIRROR.value,
         queries=_QUERIES.value,
         seed=_SEED.value,
+        store_test_logits=_STORE_TEST_LOGITS.value,
     )
 
 

@@ -7,6 +7,8 @@ or ``tensorstore`` (no lira_jax import needed)::
     path/logits                         [models, examples, queries, classes] float32 (or float16)
     path/keep                           [models, examples] bool: example n in model m's train set
     path/labels                         [examples] int32
+    path/test_logits                    [models, test examples, classes] (optional)
+    path/test_labels                    [test examples] int32 (optional, with test_logits)
     path/_blocks/zarr.json              empty zarr group, so plain zarr lists `_blocks` cleanly
     path/_blocks/m{start:06d}-{stop:06d}.json   one completion record per written model block
 
@@ -105,6 +107,8 @@ class StoreSpec:
       num_classes: C, the number of logits per query.
       query_names: A names, one per query (e.g. ``("identity", "hflip")``).
       config: the JSON-serialisable experiment config (dataset, arch, hyperparameters, seed).
+      num_test_examples: T, held-out examples whose identity-query logits every model also
+        stores (for test accuracy and influence estimates); 0 for none.
     """
 
     num_models: int
@@ -113,6 +117,7 @@ class StoreSpec:
     num_classes: int
     query_names: tuple[str, ...]
     config: dict
+    num_test_examples: int = 0
 
     def __post_init__(self):
         for name in ("num_models", "num_examples", "num_queries", "num_classes"):
@@ -120,6 +125,10 @@ class StoreSpec:
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise StoreError(f"StoreSpec.{name} must be a positive int, got {value!r}.")
             object.__setattr__(self, name, int(value))
+        t = self.num_test_examples
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0:
+            raise StoreError(f"StoreSpec.num_test_examples must be an int >= 0, got {t!r}.")
+        object.__setattr__(self, "num_test_examples", int(t))
         names = tuple(self.query_names)
         if len(names) != self.num_queries or not all(isinstance(q, str) for q in names):
             raise StoreError(
@@ -256,6 +265,7 @@ def _metadata(spec: StoreSpec, logits_dtype: str) -> dict:
         "num_examples": spec.num_examples,
         "num_queries": spec.num_queries,
         "num_classes": spec.num_classes,
+        "num_test_examples": spec.num_test_examples,
         "query_names": list(spec.query_names),
         "logits_dtype": logits_dtype,
         "config": spec.config,
@@ -303,10 +313,11 @@ def _check_matches(path: Path, meta: dict, expected: dict) -> None:
         "num_examples",
         "num_queries",
         "num_classes",
+        "num_test_examples",
         "query_names",
         "logits_dtype",
     ):
-        if meta.get(key) != expected[key]:
+        if meta.get(key, 0 if key == "num_test_examples" else None) != expected[key]:
             problems.append(f"  {key}: {meta.get(key)!r} -> {expected[key]!r}")
     if meta.get("config_fingerprint") != expected["config_fingerprint"]:
         diff = _config_diff(meta.get("config", {}), expected["config"])
@@ -349,6 +360,7 @@ def create_or_open(
     keep: np.ndarray,
     labels: np.ndarray,
     logits_dtype: str = "float32",
+    test_labels: np.ndarray | None = None,
 ) -> LogitStore:
     """Creates a store at ``path``, or opens an existing one after checking it matches.
 
@@ -362,6 +374,7 @@ def create_or_open(
       keep: [models, examples] bool membership mask.
       labels: [examples] int true labels, in ``[0, num_classes)``.
       logits_dtype: ``"float32"`` or ``"float16"`` (halves the size; reads return float32).
+      test_labels: [test examples] int labels; required iff ``spec.num_test_examples > 0``.
 
     Returns:
       A writable ``LogitStore``.
@@ -375,6 +388,20 @@ def create_or_open(
     if logits_dtype not in _LOGITS_DTYPES:
         raise StoreError(f"logits_dtype must be one of {_LOGITS_DTYPES}, got {logits_dtype!r}.")
     keep, labels = _check_keep_labels(spec, keep, labels)
+    t = spec.num_test_examples
+    if (test_labels is None) != (t == 0):
+        raise StoreError(
+            f"test_labels must be given exactly when spec.num_test_examples > 0 (it is {t})."
+        )
+    if t:
+        test_labels = np.asarray(test_labels)
+        if test_labels.shape != (t,) or not np.issubdtype(test_labels.dtype, np.integer):
+            raise StoreError(
+                f"test_labels must be [{t}] ints, got {test_labels.dtype} {test_labels.shape}."
+            )
+        if test_labels.min() < 0 or test_labels.max() >= spec.num_classes:
+            raise StoreError(f"test_labels must lie in [0, {spec.num_classes}).")
+        test_labels = test_labels.astype(np.int32)
     expected = _metadata(spec, logits_dtype)
     m, n, a, c = spec.num_models, spec.num_examples, spec.num_queries, spec.num_classes
 
@@ -383,6 +410,9 @@ def create_or_open(
         _create_array(path, "logits", (m, n, a, c), (1, n, a, c), logits_dtype, 0.0)
         _create_array(path, "keep", (m, n), (1, n), "bool", False)
         _create_array(path, "labels", (n,), (n,), "int32", 0)
+        if t:
+            _create_array(path, "test_logits", (m, t, c), (1, t, c), logits_dtype, 0.0)
+            _create_array(path, "test_labels", (t,), (t,), "int32", 0)
         (path / _BLOCKS_DIR).mkdir(exist_ok=True)
         _write_json_atomic(
             path / _BLOCKS_DIR / "zarr.json",
@@ -394,6 +424,8 @@ def create_or_open(
         store = LogitStore(path, expected, writable=True)
         store._keep.write(keep).result()
         store._labels.write(labels).result()
+        if t:
+            store._test_labels.write(test_labels).result()
         group = {"zarr_format": 3, "node_type": "group", "attributes": {_META_KEY: expected}}
         _write_json_atomic(path / "zarr.json", group, exclusive=True)
 
@@ -407,7 +439,10 @@ def create_or_open(
         ) from e
     _check_matches(path, meta, expected)
     store = LogitStore(path, meta, writable=True)
-    for name, given, stored in (("keep", keep, store.keep()), ("labels", labels, store.labels())):
+    checks = [("keep", keep, store.keep()), ("labels", labels, store.labels())]
+    if t:
+        checks.append(("test_labels", test_labels, store.test_labels()))
+    for name, given, stored in checks:
         if not np.array_equal(given, stored):
             bad = np.argwhere(given != stored)
             raise StoreMismatchError(
@@ -454,6 +489,7 @@ class LogitStore:
         self.num_examples = int(metadata["num_examples"])
         self.num_queries = int(metadata["num_queries"])
         self.num_classes = int(metadata["num_classes"])
+        self.num_test_examples = int(metadata.get("num_test_examples", 0))
         self.query_names = tuple(metadata["query_names"])
         self.config = metadata["config"]
         self._writable = writable
@@ -462,6 +498,9 @@ class LogitStore:
             self._logits = ts.open(_array_spec(self.path, "logits"), **mode).result()
             self._keep = ts.open(_array_spec(self.path, "keep"), **mode).result()
             self._labels = ts.open(_array_spec(self.path, "labels"), **mode).result()
+            if self.num_test_examples:
+                self._test_logits = ts.open(_array_spec(self.path, "test_logits"), **mode).result()
+                self._test_labels = ts.open(_array_spec(self.path, "test_labels"), **mode).result()
         except ValueError as e:
             raise StoreError(
                 f"Store at {self.path} is damaged (cannot open its arrays): {e}. Re-create it "
@@ -491,6 +530,40 @@ class LogitStore:
         """Returns the [examples] int32 true labels."""
         return self._labels.read().result()
 
+    def _require_test(self) -> None:
+        if not self.num_test_examples:
+            raise StoreError(
+                f"Store at {self.path} has no test-set logits; train with "
+                "--store_test_logits (in a new --workdir) to get them."
+            )
+
+    def test_labels(self) -> np.ndarray:
+        """Returns the [test examples] int32 labels of the held-out set."""
+        self._require_test()
+        return self._test_labels.read().result()
+
+    def read_test_logits(self, models=slice(None), *, allow_incomplete: bool = False):
+        """Reads the [models, test examples, classes] float32 held-out logits.
+
+        Raises:
+          StoreError: the store has no test logits, or (unless ``allow_incomplete``) a
+            selected model is not written yet.
+        """
+        self._require_test()
+        if not allow_incomplete:
+            self._check_written(models)
+        return np.asarray(self._test_logits[models].read().result(), np.float32)
+
+    def _check_written(self, models) -> None:
+        selected = np.unique(np.arange(self.num_models)[models])
+        missing = np.intersect1d(selected, self.missing_models())
+        if missing.size:
+            raise IncompleteStoreError(
+                f"Store at {self.path}: requested models include unwritten ones "
+                f"({_fmt_ranges(_runs(missing))}). {self._fill_hint(_runs(missing))} "
+                "Or pass allow_incomplete=True to read zeros for them."
+            )
+
     def read_logits(
         self, models=slice(None), examples=slice(None), *, allow_incomplete: bool = False
     ) -> np.ndarray:
@@ -509,14 +582,7 @@ class LogitStore:
           IncompleteStoreError: a selected model is missing and ``allow_incomplete`` is False.
         """
         if not allow_incomplete:
-            selected = np.unique(np.arange(self.num_models)[models])
-            missing = np.intersect1d(selected, self.missing_models())
-            if missing.size:
-                raise IncompleteStoreError(
-                    f"Store at {self.path}: requested models include unwritten ones "
-                    f"({_fmt_ranges(_runs(missing))}). {self._fill_hint(_runs(missing))} "
-                    "Or pass allow_incomplete=True to read zeros for them."
-                )
+            self._check_written(models)
         return np.asarray(self._logits.oindex[models, examples].read().result(), np.float32)
 
     def records(self) -> list[dict]:
@@ -585,6 +651,10 @@ class LogitStore:
             data = self._logits[r["start"] : r["stop"]].read().result()
             if _sha256(data) != r["sha256"]:
                 bad.append(f"{r['start']}:{r['stop']} (sha256 differs)")
+            elif self.num_test_examples:
+                test = self._test_logits[r["start"] : r["stop"]].read().result()
+                if _sha256(test) != r.get("test_sha256"):
+                    bad.append(f"{r['start']}:{r['stop']} (test logits sha256 differs)")
         if bad:
             raise StoreError(
                 f"Store at {self.path} failed verification for blocks {', '.join(bad)}. Delete "
@@ -594,13 +664,20 @@ class LogitStore:
 
     # Writing.
 
-    def write_block(self, start: int, logits: np.ndarray, extra: dict | None = None) -> None:
+    def write_block(
+        self,
+        start: int,
+        logits: np.ndarray,
+        extra: dict | None = None,
+        test_logits: np.ndarray | None = None,
+    ) -> None:
         """Writes the logits of models ``[start, start + B)`` and then their completion record.
 
         Args:
           start: index of the first model of the block.
           logits: [B, examples, queries, classes] finite floats (numpy or jax array).
           extra: JSON-serialisable dict stored in the record (e.g. per-model accuracies).
+          test_logits: [B, test examples, classes]; required iff the store has test logits.
 
         Raises:
           StoreError: wrong shape, range outside ``[0, num_models)``, non-finite values
@@ -635,6 +712,26 @@ class LogitStore:
                 f"logits of models {bad} contain NaN/inf (after casting to {dtype}); nothing was "
                 "written. Check those models' training (learning rate, divergence)."
             )
+        test_stored = None
+        if (test_logits is None) != (self.num_test_examples == 0):
+            raise StoreError(
+                f"test_logits must be given exactly when the store has test examples "
+                f"(it has {self.num_test_examples})."
+            )
+        if test_logits is not None:
+            test_logits = np.asarray(test_logits)
+            want = (logits.shape[0], self.num_test_examples, self.num_classes)
+            if test_logits.shape != want:
+                raise StoreError(f"test_logits must have shape {want}, got {test_logits.shape}.")
+            with np.errstate(over="ignore"):
+                test_stored = test_logits.astype(dtype)
+            finite = np.isfinite(test_stored).reshape(want[0], -1).all(axis=1)
+            if not finite.all():
+                bad = (start + np.flatnonzero(~finite)).tolist()
+                raise StoreError(
+                    f"test logits of models {bad} contain NaN/inf; nothing was written. Check "
+                    "those models' training (learning rate, divergence)."
+                )
         extra = _to_json_dict({} if extra is None else extra, "extra")
         overlap = [(a, b) for a, b in self.completed_ranges() if a < stop and start < b]
         if overlap:
@@ -644,10 +741,13 @@ class LogitStore:
                 "new --workdir."
             )
         self._logits[start:stop].write(stored).result()
+        if test_stored is not None:
+            self._test_logits[start:stop].write(test_stored).result()
         record = {
             "start": start,
             "stop": stop,
             "sha256": _sha256(stored),
+            **({"test_sha256": _sha256(test_stored)} if test_stored is not None else {}),
             "config_fingerprint": self.metadata["config_fingerprint"],
             "written_at": _now(),
             "extra": extra,

@@ -247,3 +247,31 @@ def test_config_fingerprint_is_order_independent():
     assert st.config_fingerprint({"a": 1}) != st.config_fingerprint({"a": 2})
     with pytest.raises(st.StoreError, match="JSON"):
         st.config_fingerprint({"a": np.zeros(2)})
+
+
+def test_test_logits_round_trip_and_verification(tmp_path):
+    keep, labels = _keep_labels()
+    spec = st.StoreSpec(M, N, A, C, ("identity", "hflip"), {"seed": 0}, num_test_examples=4)
+    test_labels = np.array([0, 1, 2, 0])
+    with pytest.raises(st.StoreError, match="test_labels must be given"):
+        st.create_or_open(tmp_path / "s", spec, keep, labels)
+    store = st.create_or_open(tmp_path / "s", spec, keep, labels, test_labels=test_labels)
+    logits = _logits()
+    test = np.random.default_rng(2).normal(size=(M, 4, C)).astype(np.float32)
+    with pytest.raises(st.StoreError, match="test_logits must be given"):
+        store.write_block(0, logits[:3])
+    store.write_block(0, logits[:3], test_logits=test[:3])
+    store.write_block(3, logits[3:], test_logits=test[3:])
+    reopened = st.open_store(tmp_path / "s")
+    np.testing.assert_array_equal(reopened.read_test_logits(), test)
+    np.testing.assert_array_equal(reopened.test_labels(), test_labels)
+    reopened.verify()
+    # Corrupting a test chunk is caught by verify and named.
+    ts_arr = ts.open(st._array_spec(tmp_path / "s", "test_logits"), read=True, write=True).result()
+    ts_arr[4, 0, 0].write(99.0).result()
+    with pytest.raises(st.StoreError, match=r"3:6 \(test logits sha256 differs\)"):
+        reopened.verify()
+    # A store without test logits says how to get them.
+    plain = _create(tmp_path / "p")
+    with pytest.raises(st.StoreError, match="--store_test_logits"):
+        plain.read_test_logits()

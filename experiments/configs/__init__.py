@@ -23,6 +23,7 @@ _COMMON = dict(
     augment_mirror=False,
     queries="cross1",
     seed=0,
+    store_test_logits=False,
 )
 
 DATASET_DEFAULTS: dict[str, dict] = {
