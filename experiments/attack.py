@@ -11,8 +11,6 @@ the store is only read.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,14 +27,6 @@ _ATTACKS = flags.DEFINE_string(
 _NUM_TARGETS = flags.DEFINE_integer(
     "num_targets", 0, "How many models serve in turn as the target (0: every model)."
 )
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Writes `text` to `path` via a temp file + rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def attack(
@@ -85,8 +75,10 @@ def attack(
         f"{config.get('dataset')} / {config.get('arch')}: {num_models} models, "
         f"{store.num_queries} queries"
     )
-    _write_text_atomic(out / "attacks.json", json.dumps(results, indent=2, sort_keys=False) + "\n")
-    _write_text_atomic(out / "attacks.md", f"# Attacks on {title}\n\n{table}")
+    store_lib.write_text_atomic(
+        out / "attacks.json", json.dumps(results, indent=2, sort_keys=False) + "\n"
+    )
+    store_lib.write_text_atomic(out / "attacks.md", f"# Attacks on {title}\n\n{table}")
     report.plot_roc(curves, out / "roc.png", title=title)
     print(table)
     log(f"Wrote {out / 'attacks.json'}, {out / 'attacks.md'} and {out / 'roc.png'}")

@@ -190,6 +190,23 @@ def _write_json_atomic(path: Path, obj: Any, *, exclusive: bool = False) -> bool
             os.unlink(tmp)
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Writes a results file via a temp file + rename: a reader never sees half a file.
+
+    The parent directory is created if needed. Used by the binaries for ``results/*``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _read_json(path: Path) -> Any:
     with open(path) as f:
         return json.load(f)

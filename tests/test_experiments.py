@@ -130,3 +130,50 @@ def test_bad_names_and_ranges(tmp_path):
         _train(tmp_path, model_range="4:2")
     with pytest.raises(ValueError, match="Unknown attack"):
         attack.attack(tmp_path, attacks="lira,magic", log=_quiet)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    _train(workdir, store_test_logits=True)
+    return workdir
+
+
+def test_memorization_binary_matches_direct_estimate(tiny_run):
+    from experiments import memorization
+
+    summary = memorization.memorization_report(tiny_run, log=_quiet)
+    rows = (tiny_run / "results" / "memorization.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert len(rows) == 1 + 120 and {"memorization", "privacy_score", "bucket"} <= set(header)
+    table = np.genfromtxt(tiny_run / "results" / "memorization.csv", delimiter=",", names=True)
+    # Independent estimate: P[correct | IN] - P[correct | OUT] from the raw zarr arrays.
+    import zarr
+
+    g = zarr.open_group(str(tiny_run / "store"), mode="r")
+    correct = g["logits"][:, :, 0].argmax(-1) == g["labels"][:]
+    keep = g["keep"][:]
+    want = [correct[keep[:, n], n].mean() - correct[~keep[:, n], n].mean() for n in range(120)]
+    np.testing.assert_allclose(table["memorization"], want, atol=1e-9)
+    assert sum(summary["bucket_counts"].values()) == 120
+    infl = np.load(tiny_run / "results" / "influence.npy")
+    test_correct = g["test_logits"][:].argmax(-1) == g["test_labels"][:]
+    j = 5
+    want_j = [
+        test_correct[keep[:, n], j].mean() - test_correct[~keep[:, n], j].mean() for n in range(120)
+    ]
+    np.testing.assert_allclose(infl[:, j], want_j, atol=1e-6)
+
+
+def test_sample_complexity_binary(tiny_run):
+    from experiments import sample_complexity
+
+    result = sample_complexity.sample_complexity_report(
+        tiny_run, ks=[1, 2], num_draws=2, num_targets=2, log=_quiet
+    )
+    saved = json.loads((tiny_run / "results" / "sample_complexity.json").read_text())
+    assert saved["ks"] == [1, 2] == result["ks"]
+    curve = saved["attacks"]["lira_online_fixed_variance"]["groups"]["all"]["auc"]
+    assert len(curve["median"]) == 2 and all(0 <= v <= 1 for v in curve["median"])
+    assert set(saved["hellinger"]) == set(saved["groups"])
+    assert (tiny_run / "results" / "sample_complexity.png").stat().st_size > 1000
