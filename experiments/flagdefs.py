@@ -23,3 +23,10 @@ def exit_on_error(fn: Callable[[], None], *errors: type[BaseException]) -> None:
     except errors as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except OSError as e:  # Unwritable workdir, full disk, vanished files.
+        print(
+            f"error: {e}. Check that --workdir is writable and its disk has space; completed "
+            "blocks are kept, and re-running the same command continues.",
+            file=sys.stderr,
+        )
+        sys.exit(1)

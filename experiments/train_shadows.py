@@ -227,43 +227,65 @@ def train_shadows(
         f"store {store.path}"
     )
     identity = (augment.Query(False, 0, 0),)
-    done, t_run = 0, time.perf_counter()
+    done, skipped, t_run = 0, [], time.perf_counter()
     for block in blocks:
         b0, b1 = int(block[0]), int(block[-1]) + 1
         t_block = time.perf_counter()
 
         def progress(stats, b0=b0, b1=b1):
+            loss = stats["loss"]
+            if not np.all(np.isfinite(loss)):
+                bad = (b0 + np.flatnonzero(~np.isfinite(loss))).tolist()
+                raise ValueError(
+                    f"Model(s) {bad} diverged (non-finite loss) in epoch {stats['epoch']}; "
+                    "nothing of this block was written. Lower --learning_rate or raise "
+                    "--warmup_epochs, in a new --workdir."
+                )
             log(
                 f"models [{b0}, {b1}) epoch {stats['epoch']}/{config['epochs']}: "
-                f"loss {stats['loss'].mean():.3f}, train acc {stats['accuracy'].mean():.3f}, "
+                f"loss {loss.mean():.3f}, train acc {stats['accuracy'].mean():.3f}, "
                 f"{stats['examples_per_second']:,.0f} examples/s"
             )
 
-        params = engine.train(block, keep[block], progress=progress)
-        logits = query_logits(engine.model, params, ds.x_train, queries)
-        test_logits = query_logits(engine.model, params, ds.x_test, identity)[:, :, 0]
-        correct = logits[:, :, 0].argmax(-1) == ds.y_train
-        in_acc = (correct & keep[block]).sum(1) / keep[block].sum(1)
-        out_acc = (correct & ~keep[block]).sum(1) / np.maximum((~keep[block]).sum(1), 1)
-        test_acc = (test_logits.argmax(-1) == ds.y_test).mean(1)
-        store.write_block(
-            b0,
-            logits,
-            extra={
-                "train_accuracy": [round(float(a), 5) for a in in_acc],
-                "out_accuracy": [round(float(a), 5) for a in out_acc],
-                "test_accuracy": [round(float(a), 5) for a in test_acc],
-                "seconds": round(time.perf_counter() - t_block, 2),
-                "conv_impl": conv_impl,
-            },
-            test_logits=test_logits if config["store_test_logits"] else None,
-        )
+        try:
+            with store.claim(b0, b1):
+                if not np.isin(block, store.missing_models()).all():
+                    skipped.append((b0, b1))  # Another job wrote part of it meanwhile.
+                    continue
+                params = engine.train(block, keep[block], progress=progress)
+                logits = query_logits(engine.model, params, ds.x_train, queries)
+                test_logits = query_logits(engine.model, params, ds.x_test, identity)[:, :, 0]
+                correct = logits[:, :, 0].argmax(-1) == ds.y_train
+                in_acc = (correct & keep[block]).sum(1) / keep[block].sum(1)
+                out_acc = (correct & ~keep[block]).sum(1) / np.maximum((~keep[block]).sum(1), 1)
+                test_acc = (test_logits.argmax(-1) == ds.y_test).mean(1)
+                store.write_block(
+                    b0,
+                    logits,
+                    extra={
+                        "train_accuracy": [round(float(a), 5) for a in in_acc],
+                        "out_accuracy": [round(float(a), 5) for a in out_acc],
+                        "test_accuracy": [round(float(a), 5) for a in test_acc],
+                        "seconds": round(time.perf_counter() - t_block, 2),
+                        "conv_impl": conv_impl,
+                    },
+                    test_logits=test_logits if config["store_test_logits"] else None,
+                )
+        except store_lib.BlockClaimedError as e:
+            log(f"skipping models [{b0}, {b1}): {e}")
+            skipped.append((b0, b1))
+            continue
         done += len(block)
         elapsed = time.perf_counter() - t_run
         log(
             f"wrote models [{b0}, {b1}): train acc {in_acc.mean():.3f}, out acc "
             f"{out_acc.mean():.3f}, test acc {test_acc.mean():.3f} | {done}/{todo.size} models "
             f"done, {elapsed:.0f}s elapsed, ~{elapsed / done * (todo.size - done):.0f}s left"
+        )
+    if skipped:
+        log(
+            f"Skipped block(s) {skipped}: claimed or partly written by another job. Re-run "
+            "the same command after it ends to fill whatever is still missing."
         )
     return store
 

@@ -34,6 +34,7 @@ attributes and listing the root group are unaffected.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -41,6 +42,7 @@ import importlib.metadata
 import json
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +56,7 @@ FORMAT_VERSION = 1
 _META_KEY = "lira_jax"
 _BLOCKS_DIR = "_blocks"
 _RECORD_RE = re.compile(r"^m(\d{6,})-(\d{6,})\.json$")
+_CLAIM_RE = re.compile(r"^m(\d{6,})-(\d{6,})\.claim$")
 _LOGITS_DTYPES = ("float32", "float16")
 _CODECS = [
     {"name": "bytes", "configuration": {"endian": "little"}},
@@ -68,6 +71,10 @@ class StoreError(ValueError):
 
 class StoreMismatchError(StoreError):
     """An existing store was created with a different config, shape or membership."""
+
+
+class BlockClaimedError(StoreError):
+    """Another live process is writing an overlapping model range."""
 
 
 class IncompleteStoreError(StoreError):
@@ -681,6 +688,79 @@ class LogitStore:
 
     # Writing.
 
+    def _claims(self) -> list[tuple[Path, dict]]:
+        claims = []
+        for entry in os.scandir(self.path / _BLOCKS_DIR):
+            if _CLAIM_RE.match(entry.name):
+                try:
+                    claims.append((Path(entry.path), _read_json(Path(entry.path))))
+                except (OSError, ValueError):  # Released (or half-written) meanwhile.
+                    continue
+        return claims
+
+    @contextlib.contextmanager
+    def claim(self, start: int, stop: int):
+        """Claims models ``[start, stop)`` for this process while the block is trained.
+
+        A claim is a file ``_blocks/m{start}-{stop}.claim`` (host, pid, time), created
+        exclusively and removed on exit. Overlapping claims of live processes make this
+        raise; claims left by dead processes on this host (a killed job) are taken over.
+        When two processes claim overlapping ranges at the same moment, the earlier claim
+        (by time, then host and pid) wins and the other raises. On other hosts a claim
+        cannot be checked for liveness: delete it by hand if its job is dead.
+
+        Raises:
+          BlockClaimedError: naming the other process and its claim file.
+        """
+        if not self._writable:
+            raise StoreError(f"Store at {self.path} was opened read-only; cannot claim.")
+        mine = {
+            "start": int(start),
+            "stop": int(stop),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "claimed_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
+        }
+        key = lambda c: (c["claimed_at"], c["host"], c["pid"])  # noqa: E731
+
+        def conflicts():
+            out = []
+            for path, other in self._claims():
+                if other.get("pid") == mine["pid"] and other.get("host") == mine["host"]:
+                    continue
+                if not (other["start"] < stop and start < other["stop"]):
+                    continue
+                if _claim_is_stale(other):
+                    path.unlink(missing_ok=True)
+                    continue
+                out.append((path, other))
+            return out
+
+        def refuse(path, other):
+            raise BlockClaimedError(
+                f"Models [{other['start']}, {other['stop']}) are being trained by "
+                f"{other['host']} pid {other['pid']} since {other['claimed_at']} (claim file "
+                f"{path}). If that job is dead, delete the claim file and re-run."
+            )
+
+        for path, other in conflicts():
+            refuse(path, other)
+        own = self.path / _BLOCKS_DIR / f"m{start:06d}-{stop:06d}.claim"
+        if not _write_json_atomic(own, mine, exclusive=True):
+            other = _read_json(own)
+            if not _claim_is_stale(other):
+                refuse(own, other)
+            own.unlink(missing_ok=True)
+            if not _write_json_atomic(own, mine, exclusive=True):
+                refuse(own, _read_json(own))
+        try:
+            for path, other in conflicts():  # A racing overlapping claim: earlier one wins.
+                if key(other) < key(mine):
+                    refuse(path, other)
+            yield
+        finally:
+            own.unlink(missing_ok=True)
+
     def write_block(
         self,
         start: int,
@@ -775,6 +855,21 @@ class LogitStore:
                 f"Block [{start}, {stop}) was completed concurrently by another process; two jobs "
                 "were given the same --model_range."
             )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Alive, owned by someone else.
+        return True
+    return True
+
+
+def _claim_is_stale(claim: dict) -> bool:
+    """A claim is stale when its process is known dead: same host and no such pid."""
+    return claim.get("host") == socket.gethostname() and not _pid_alive(int(claim.get("pid", -1)))
 
 
 def _sha256(logits: np.ndarray) -> str:

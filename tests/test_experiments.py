@@ -76,6 +76,10 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = _cli("attack", f"--workdir={tmp_path}")
     assert proc.returncode == 1 and "train_shadows" in proc.stderr.splitlines()[-1]
+    (tmp_path / "file").write_text("not a directory")
+    proc = _cli("train_shadows", f"--workdir={tmp_path / 'file' / 'run'}", *TINY_FLAGS)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--workdir is writable" in proc.stderr.splitlines()[-1]
 
 
 def test_model_ranges_fill_one_store_and_are_never_retrained(tmp_path):

@@ -275,3 +275,36 @@ def test_test_logits_round_trip_and_verification(tmp_path):
     plain = _create(tmp_path / "p")
     with pytest.raises(st.StoreError, match="--store_test_logits"):
         plain.read_test_logits()
+
+
+def test_claims_refuse_overlaps_and_take_over_dead_processes(tmp_path):
+    store = _create(tmp_path / "s")
+    with store.claim(0, 3):
+        claim_file = tmp_path / "s" / "_blocks" / "m000000-000003.claim"
+        assert json.loads(claim_file.read_text())["pid"] == os.getpid()
+        # Another live process holding an overlapping claim is refused, by name.
+        other = {"start": 2, "stop": 5, "host": "elsewhere", "pid": 1, "claimed_at": "x"}
+        (tmp_path / "s" / "_blocks" / "m000002-000005.claim").write_text(json.dumps(other))
+    assert not claim_file.exists()  # released on exit
+    with pytest.raises(st.BlockClaimedError, match=r"elsewhere pid 1 .*delete the claim"):
+        with store.claim(4, 6):
+            pass
+    (tmp_path / "s" / "_blocks" / "m000002-000005.claim").unlink()
+    # A claim left by a dead process on this host (a killed job) is taken over.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    import socket
+
+    stale = {
+        "start": 0,
+        "stop": 6,
+        "host": socket.gethostname(),
+        "pid": int(dead),
+        "claimed_at": "2020",
+    }
+    (tmp_path / "s" / "_blocks" / "m000000-000006.claim").write_text(json.dumps(stale))
+    with store.claim(0, 6):
+        store.write_block(0, _logits())
+    assert store.missing_ranges() == []
+    assert not list((tmp_path / "s" / "_blocks").glob("*.claim"))
