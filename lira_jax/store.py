@@ -661,27 +661,38 @@ class LogitStore:
                 f"missing, ranges {_fmt_ranges(missing)}. {self._fill_hint(missing)}"
             )
 
-    def verify(self) -> None:
-        """Re-reads every completed block and checks its sha256 and config fingerprint.
+    def corrupt_blocks(self) -> list[tuple[int, int, str]]:
+        """Re-reads every completed block and checks it against its record.
 
-        Raises:
-          StoreError: listing every block whose data or fingerprint disagrees with its record.
+        Returns:
+          ``(start, stop, reason)`` for each block whose config fingerprint differs, whose
+          chunks cannot be read (torn or damaged files), or whose sha256 differs.
         """
         bad = []
         for r in self.records():
+            a, b = int(r["start"]), int(r["stop"])
             if r.get("config_fingerprint") != self.metadata["config_fingerprint"]:
-                bad.append(f"{r['start']}:{r['stop']} (config fingerprint differs)")
+                bad.append((a, b, "config fingerprint differs"))
                 continue
-            data = self._logits[r["start"] : r["stop"]].read().result()
+            try:
+                data = self._logits[a:b].read().result()
+                test = self._test_logits[a:b].read().result() if self.num_test_examples else None
+            except ValueError as e:  # tensorstore: undecodable chunk
+                bad.append((a, b, f"unreadable: {str(e).splitlines()[0][:200]}"))
+                continue
             if _sha256(data) != r["sha256"]:
-                bad.append(f"{r['start']}:{r['stop']} (sha256 differs)")
-            elif self.num_test_examples:
-                test = self._test_logits[r["start"] : r["stop"]].read().result()
-                if _sha256(test) != r.get("test_sha256"):
-                    bad.append(f"{r['start']}:{r['stop']} (test logits sha256 differs)")
+                bad.append((a, b, "sha256 differs"))
+            elif test is not None and _sha256(test) != r.get("test_sha256"):
+                bad.append((a, b, "test logits sha256 differs"))
+        return bad
+
+    def verify(self) -> None:
+        """Raises ``StoreError`` naming every block that `corrupt_blocks` finds."""
+        bad = self.corrupt_blocks()
         if bad:
+            listed = ", ".join(f"{a}:{b} ({why})" for a, b, why in bad)
             raise StoreError(
-                f"Store at {self.path} failed verification for blocks {', '.join(bad)}. Delete "
+                f"Store at {self.path} failed verification for blocks {listed}. Delete "
                 f"their records in {self.path / _BLOCKS_DIR} and re-run train_shadows with "
                 "--model_range for them."
             )

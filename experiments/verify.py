@@ -1,0 +1,61 @@
+r"""Checks a run's store: format, completeness, and every block against its checksum.
+
+    python -m experiments.verify --workdir=runs/digits
+    # prints "OK: ..." and exits 0, or lists every missing/corrupt block with the command
+    # that recomputes it, and exits 1.
+
+Only reads (and never repairs): fixing means deleting the bad blocks' records and
+re-running train_shadows for them, which this prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import app
+
+from experiments import flagdefs
+from lira_jax import store as store_lib
+
+
+def verify_run(workdir: str | Path) -> list[str]:
+    """Returns the problems of `workdir/store` (empty when it is complete and intact).
+
+    Raises:
+      StoreError: there is no readable store (wrong path, unknown format version).
+    """
+    store = store_lib.open_store(Path(workdir) / "store")
+    problems = []
+    blocks = store.path / "_blocks"
+    for a, b, why in store.corrupt_blocks():
+        problems.append(
+            f"corrupt block {a}:{b} ({why}): delete {blocks}/m{a:06d}-{b:06d}.json, then run "
+            f"train_shadows with the run's flags and --model_range={a}:{b}"
+        )
+    for a, b in store.missing_ranges():
+        problems.append(
+            f"missing models {a}:{b}: run train_shadows with the run's flags and "
+            f"--model_range={a}:{b}"
+        )
+    return problems
+
+
+def run_from_flags() -> None:
+    workdir = flagdefs.WORKDIR.value
+    problems = verify_run(workdir)
+    if problems:
+        print(f"{len(problems)} problem(s) in {Path(workdir) / 'store'}:")
+        print("\n".join(f"  - {p}" for p in problems))
+        raise SystemExit(1)
+    store = store_lib.open_store(Path(workdir) / "store")
+    print(f"OK: {store} — every block matches its checksum.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    flagdefs.exit_on_error(run_from_flags, ValueError)
+
+
+if __name__ == "__main__":
+    app.run(main)
