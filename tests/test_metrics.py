@@ -73,3 +73,103 @@ def test_summarize_errors():
         metrics.summarize(np.zeros(3), np.ones(3, bool))
     with pytest.raises(ValueError, match="NaN"):
         metrics.summarize(np.array([0.0, np.nan]), np.array([True, False]))
+
+
+def _resampled(scores, truth, units, seed):
+    """The first bootstrap resample of `bootstrap_intervals`, expanded explicitly."""
+    _, unit = np.unique(units, return_inverse=True)
+    num_units = unit.max() + 1
+    draws = np.random.default_rng(seed).integers(0, num_units, size=(1, num_units))[0]
+    idx = np.concatenate([np.flatnonzero(unit == d) for d in draws])
+    return scores[idx], truth[idx]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bootstrap_resample_equals_metrics_of_the_expanded_sample(seed):
+    rng = np.random.default_rng(seed)
+    n = 2000
+    truth = rng.random(n) < 0.3
+    scores = np.round(rng.normal(size=n) + truth, 1)  # ties
+    units = rng.integers(0, 400, n)
+    decisions = scores > 0.5
+    levels = (0.01, 0.05, 0.2)
+    ci = metrics.bootstrap_intervals(
+        scores,
+        truth,
+        num_bootstrap=1,
+        seed=seed,
+        units=units,
+        fpr_levels=levels,
+        decisions=decisions,
+    )
+    s, t = _resampled(scores, truth, units, seed)
+    ref = metrics.summarize(s, t, fpr_levels=levels)
+    # With one resample the interval is [value, value].
+    assert ci["auc"][0] == pytest.approx(ref["auc"], abs=1e-12)
+    assert ci["balanced_accuracy"][0] == pytest.approx(ref["balanced_accuracy"], abs=1e-12)
+    for lv, value in ref["tpr_at_fpr"].items():
+        assert ci["tpr_at_fpr"][lv] == [value, value]
+    op = metrics.operating_point(s > 0.5, t)
+    for key, value in op.items():
+        assert ci["operating_point"][key][0] == pytest.approx(value, abs=1e-12)
+
+
+def test_bootstrap_contains_estimate_shrinks_and_is_seeded():
+    rng = np.random.default_rng(4)
+    widths = []
+    for n in (400, 6400):
+        truth = rng.random(n) < 0.5
+        scores = rng.normal(size=n) + truth
+        s = metrics.summarize(scores, truth, num_bootstrap=200, seed=3)
+        lo, hi = s["ci"]["auc"]
+        assert lo <= s["auc"] <= hi
+        assert s["ci"]["balanced_accuracy"][0] <= s["balanced_accuracy"]
+        assert s["balanced_accuracy"] <= s["ci"]["balanced_accuracy"][1]
+        assert s["ci"]["num_bootstrap"] == s["ci"]["num_valid"] == 200
+        widths.append(hi - lo)
+    # Width ~ 1/sqrt(n): 16x the data, about a quarter of the width.
+    assert 0.15 < widths[1] / widths[0] < 0.4
+    again = metrics.summarize(scores, truth, num_bootstrap=200, seed=3)["ci"]
+    assert again == s["ci"]
+    other = metrics.summarize(scores, truth, num_bootstrap=200, seed=4)["ci"]
+    assert other["auc"] != s["ci"]["auc"]
+    # Chunking the resamples does not change them.
+    chunked = metrics.bootstrap_intervals(
+        scores, truth, num_bootstrap=200, seed=3, chunk_elements=1
+    )
+    assert chunked == s["ci"]
+
+
+def test_bootstrap_units_resample_clusters():
+    # Two copies of every example: resampling examples keeps the copies together, so the
+    # interval is as wide as for the single copies, while treating copies as independent
+    # would make it narrower by about sqrt(2).
+    rng = np.random.default_rng(0)
+    n = 1000
+    truth = rng.random(n) < 0.5
+    scores = rng.normal(size=n) + truth
+    single = metrics.bootstrap_intervals(scores, truth, num_bootstrap=300, seed=1)["auc"]
+    doubled = (np.r_[scores, scores], np.r_[truth, truth])
+    clustered = metrics.bootstrap_intervals(
+        *doubled, num_bootstrap=300, seed=1, units=np.r_[np.arange(n), np.arange(n)]
+    )["auc"]
+    naive = metrics.bootstrap_intervals(*doubled, num_bootstrap=300, seed=1)["auc"]
+    width = lambda ci: ci[1] - ci[0]
+    assert width(clustered) == pytest.approx(width(single), rel=0.25)
+    assert width(naive) < 0.85 * width(clustered)
+
+
+def test_operating_point_and_bootstrap_errors():
+    truth = np.array([True, True, False, False, False])
+    op = metrics.operating_point(np.array([True, False, True, False, False]), truth)
+    assert op["tpr"] == 0.5 and op["fpr"] == pytest.approx(1 / 3)
+    assert op["balanced_accuracy"] == pytest.approx(0.5 * (0.5 + 2 / 3))
+    with pytest.raises(ValueError, match="num_bootstrap"):
+        metrics.bootstrap_intervals(np.zeros(5), truth, num_bootstrap=0)
+    with pytest.raises(ValueError, match="level"):
+        metrics.bootstrap_intervals(np.zeros(5), truth, num_bootstrap=5, level=95)
+    with pytest.raises(ValueError, match="units must have shape"):
+        metrics.bootstrap_intervals(np.zeros(5), truth, num_bootstrap=5, units=np.arange(4))
+    # Tiny samples: resamples with one class only are skipped and counted.
+    ci = metrics.bootstrap_intervals(np.arange(5.0), truth, num_bootstrap=50, seed=0)
+    assert ci["num_valid"] < 50 and ci["auc"] is not None

@@ -75,3 +75,60 @@ def test_bad_labels_raise():
         signals.cross_entropy(logits, np.zeros(3, dtype=int), example_axis=0)
     with pytest.raises(ValueError, match=r"\[0, 5\)"):
         signals.correctness(logits, np.full(3, 5))
+
+
+def _direct_mentr(logits, labels):
+    """Song & Mittal's formula on moderate logits, straight from the probabilities."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    out = []
+    for row, y in zip(p, labels, strict=True):
+        term = -(1 - row[y]) * np.log(row[y])
+        term -= sum(row[i] * np.log(1 - row[i]) for i in range(row.size) if i != y)
+        out.append(term)
+    return np.array(out)
+
+
+def test_modified_entropy_and_label_probability_match_direct_formulas():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(scale=3.0, size=(80, 6))
+    labels = rng.integers(0, 6, size=80)
+    got = signals.modified_entropy(logits, labels)
+    np.testing.assert_allclose(got, _direct_mentr(logits, labels), rtol=1e-12)
+    p = signals.softmax64(logits)
+    np.testing.assert_allclose(signals.label_probability(logits, labels), p[np.arange(80), labels])
+    everything = signals.signal_set(logits, labels)
+    np.testing.assert_allclose(everything["probs"], p, rtol=1e-12)
+    np.testing.assert_allclose(everything["loss"], signals.cross_entropy(logits, labels))
+    np.testing.assert_array_equal(everything["mentr"], got)
+    with pytest.raises(ValueError, match="Unknown signal"):
+        signals.signal_set(logits, labels, ["entropy"])
+
+
+def test_modified_entropy_extreme_logits():
+    logits = np.array([[0.0, 40.0, 0.0], [0.0, 800.0, 0.0], [100.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    labels = np.array([0, 0, 0, 1])
+    got = signals.modified_entropy(logits, labels)
+    floor = -signals.MENTR_LOG_FLOOR  # = log 1e30
+    # Confidently wrong: log p_y = −40 and log(1 − p_1) = log(2 e^−40) exactly, not log 0.
+    assert got[0] == pytest.approx(40.0 + (40.0 - np.log(2.0)), rel=1e-12)
+    # Beyond 1e-30 both logs are floored, as in the paper.
+    assert got[1] == pytest.approx(2 * floor, rel=1e-12)
+    # Confidently right: Mentr ≈ (1 − p_y)(−log p_y) + Σ p_i², tiny but positive.
+    assert 0 < got[2] < 1e-80
+    np.testing.assert_allclose(got[3], _direct_mentr(logits[3:], labels[3:])[0])
+
+
+def test_label_first_posteriors():
+    probs = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    labels = np.array([2, 0])
+    np.testing.assert_array_equal(
+        signals.label_first_posteriors(probs, labels), [[0.3, 0.6, 0.1], [0.5, 0.3, 0.2]]
+    )
+    np.testing.assert_array_equal(
+        signals.label_first_posteriors(probs, labels, num_features=2), [[0.3, 0.6], [0.5, 0.3]]
+    )
+    batch = np.broadcast_to(probs, (4, 2, 3))
+    assert signals.label_first_posteriors(batch, labels, example_axis=1).shape == (4, 2, 3)
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        signals.label_first_posteriors(probs, np.array([3, 0]))

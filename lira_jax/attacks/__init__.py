@@ -1,20 +1,55 @@
-"""Membership-inference attacks on stored per-example signals."""
+"""Membership-inference attacks on per-model signals, and their leave-one-out evaluation."""
 
+from lira_jax.attacks.bank import (
+    AttackOutput,
+    AttackUndefined,
+    SignalBank,
+    signal_bank_from_logits,
+)
 from lira_jax.attacks.evaluate import (
     ATTACKS,
+    Attack,
     AttackFn,
     evaluate_attacks,
     evaluate_logits,
+    evaluate_signals,
+    needed_signals,
     resolve_attacks,
 )
-from lira_jax.attacks.lira import global_threshold_scores, lira_scores
+from lira_jax.attacks.lira import (
+    global_threshold_attack,
+    global_threshold_scores,
+    lira_attack,
+    lira_scores,
+)
+from lira_jax.attacks.reference import reference_attack
+from lira_jax.attacks.rmia import rmia_attack
+from lira_jax.attacks.sablayrolles import sablayrolles_attack
+from lira_jax.attacks.shokri import shokri_attack
+from lira_jax.attacks.song import song_attack
+from lira_jax.attacks.yeom import yeom_attack
 
 __all__ = [
     "ATTACKS",
+    "Attack",
     "AttackFn",
+    "AttackOutput",
+    "AttackUndefined",
+    "SignalBank",
     "evaluate_attacks",
     "evaluate_logits",
+    "evaluate_signals",
+    "global_threshold_attack",
     "global_threshold_scores",
+    "lira_attack",
     "lira_scores",
+    "needed_signals",
+    "reference_attack",
     "resolve_attacks",
+    "rmia_attack",
+    "sablayrolles_attack",
+    "shokri_attack",
+    "signal_bank_from_logits",
+    "song_attack",
+    "yeom_attack",
 ]

@@ -1,65 +1,361 @@
-"""Leave-one-model-out evaluation of score-based attacks on a store's φ.
+"""Leave-one-model-out evaluation of every attack, with bootstrap intervals and groups.
 
 Each of the first `num_targets` models is in turn the target and all other models are its
 shadows; the target's keep row is the ground truth. Scores and truths are pooled over
-targets before computing the ROC (the LiRA protocol).
+targets before computing the ROC (the LiRA protocol). Entry points, from the rawest input:
+
+  * `evaluate_logits(logits, labels, keep, names, num_targets, ...)` — store arrays; the
+    logits are reduced once, in chunks of models, to the signals the attacks need;
+  * `evaluate_signals(bank, names, num_targets, ...)` — a prepared `SignalBank`;
+  * `evaluate_attacks(phi, keep, names, num_targets, ...)` — φ only (every attack but
+    Song and Shokri, which need full posteriors).
+
+Results: results[name] = `metrics.summarize` of the pooled scores plus "num_targets",
+"num_examples" and "seconds"; with num_bootstrap > 0 a "ci" entry (examples are the
+resampling units, so the T scores of an example move together; the same seed gives every
+attack the same resamples); for attacks with their own decision rule (Yeom's mean training
+loss, Sablayrolles' τ_z, Song's class thresholds, Shokri's P(IN) ≥ ½) an
+"operating_point" {"tpr", "fpr", "balanced_accuracy"[, "ci"]}; attack facts under
+"details"; and, when groups are given, "groups": {"all": the top-level metrics again,
+name: the same metrics restricted to the examples of that group (members and
+non-members of the group, pooled over targets)}. An attack the data cannot support is
+reported as {"undefined": True, "reason": ...} instead of a number.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lira_jax import metrics, signals
-from lira_jax.attacks.lira import global_threshold_scores, lira_scores
+from lira_jax import metrics
+from lira_jax.attacks.bank import AttackOutput, AttackUndefined, SignalBank, signal_bank_from_logits
+from lira_jax.attacks.lira import global_threshold_attack, lira_attack
+from lira_jax.attacks.reference import reference_attack
+from lira_jax.attacks.rmia import rmia_attack
+from lira_jax.attacks.sablayrolles import sablayrolles_attack
+from lira_jax.attacks.shokri import shokri_attack
+from lira_jax.attacks.song import song_attack
+from lira_jax.attacks.yeom import yeom_attack
 
-__all__ = ["ATTACKS", "AttackFn", "evaluate_attacks", "evaluate_logits", "resolve_attacks"]
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackFn",
+    "evaluate_attacks",
+    "evaluate_logits",
+    "evaluate_signals",
+    "needed_signals",
+    "resolve_attacks",
+]
 
-AttackFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-"""fn(target_phi [N, A], shadow_phi [S, N, A], shadow_keep [S, N]) -> scores [N]."""
+AttackFn = Callable[..., AttackOutput]
+"""fn(bank: SignalBank, targets: [T] int, **options) -> AttackOutput (scores [T, N])."""
 
 
-def _global_threshold(
-    target_phi: np.ndarray, shadow_phi: np.ndarray, shadow_keep: np.ndarray
-) -> np.ndarray:
-    del shadow_phi, shadow_keep  # The baseline ignores the shadow models.
-    return global_threshold_scores(target_phi)
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    """A registry entry: the function, the bank signals it needs, and a one-line summary."""
+
+    fn: AttackFn
+    needs: tuple[str, ...]
+    description: str
 
 
-ATTACKS: dict[str, AttackFn] = {
-    "lira_online": functools.partial(lira_scores, online=True, fix_variance=False),
-    "lira_online_fixed_variance": functools.partial(lira_scores, online=True, fix_variance=True),
-    "lira_offline": functools.partial(lira_scores, online=False, fix_variance=False),
-    "lira_offline_fixed_variance": functools.partial(lira_scores, online=False, fix_variance=True),
-    "global_threshold": _global_threshold,
+ATTACKS: dict[str, Attack] = {
+    "lira_online": Attack(
+        functools.partial(lira_attack, online=True, fix_variance=False),
+        ("phi",),
+        "LiRA online, per-example σ (Carlini et al. 2022)",
+    ),
+    "lira_online_fixed_variance": Attack(
+        functools.partial(lira_attack, online=True, fix_variance=True),
+        ("phi",),
+        "LiRA online, global σ",
+    ),
+    "lira_offline": Attack(
+        functools.partial(lira_attack, online=False, fix_variance=False),
+        ("phi",),
+        "LiRA offline, per-example σ",
+    ),
+    "lira_offline_fixed_variance": Attack(
+        functools.partial(lira_attack, online=False, fix_variance=True),
+        ("phi",),
+        "LiRA offline, global σ",
+    ),
+    "global_threshold": Attack(global_threshold_attack, ("phi",), "φ of the target"),
+    "yeom": Attack(yeom_attack, ("loss",), "loss threshold (Yeom et al. 2018)"),
+    "sablayrolles": Attack(
+        sablayrolles_attack, ("loss",), "per-example calibrated loss (Sablayrolles et al. 2019)"
+    ),
+    "reference": Attack(
+        reference_attack, ("loss",), "loss percentile among OUT reference models (Ye et al. 2022)"
+    ),
+    "rmia_online": Attack(
+        functools.partial(rmia_attack, online=True),
+        ("p_y",),
+        "RMIA, all reference models (Zarifzadeh et al. 2024)",
+    ),
+    "rmia_offline": Attack(
+        functools.partial(rmia_attack, online=False),
+        ("p_y",),
+        "RMIA offline, OUT reference models, a = 0.3",
+    ),
+    "song": Attack(
+        song_attack, ("mentr", "labels"), "modified entropy, class thresholds (Song & Mittal 2021)"
+    ),
+    "shokri": Attack(
+        shokri_attack, ("posteriors", "labels"), "per-class attack MLPs (Shokri et al. 2017)"
+    ),
 }
 
 
-def resolve_attacks(names: str | Sequence[str]) -> list[str]:
+def resolve_attacks(
+    names: str | Sequence[str], available: Iterable[str] | None = None
+) -> list[str]:
     """Expands and validates attack names.
 
     Args:
       names: "all", one name, a comma-separated string of names, or a sequence of names.
+      available: signals the data provides (e.g. `SignalBank.available`); None = all.
+        "all" then selects only the attacks these signals support.
 
     Returns:
       The attack names in the order given ("all": the order of `ATTACKS`), without repeats.
 
     Raises:
-      ValueError: if a name is unknown or nothing is selected.
+      ValueError: if a name is unknown, an explicitly named attack needs a signal that is
+        not available, or nothing is selected.
     """
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     names = list(names)
-    if "all" in names:
-        return list(ATTACKS)
-    unknown = [n for n in names if n not in ATTACKS]
+    unknown = [n for n in names if n != "all" and n not in ATTACKS]
     if unknown:
         raise ValueError(f"Unknown attack(s) {unknown}; valid names: {['all', *ATTACKS]}.")
     if not names:
         raise ValueError(f"No attack selected; valid names: {['all', *ATTACKS]}.")
-    return list(dict.fromkeys(names))
+    have = None if available is None else set(available)
+    selected = []
+    for n in names:
+        if n == "all":
+            selected.extend(
+                a for a, spec in ATTACKS.items() if have is None or set(spec.needs) <= have
+            )
+            continue
+        missing = [] if have is None else sorted(set(ATTACKS[n].needs) - have)
+        if missing:
+            raise ValueError(
+                f"Attack {n!r} needs {missing}, which the data lacks (have {sorted(have)}); "
+                "evaluate from logits with labels (evaluate_logits) to run it."
+            )
+        selected.append(n)
+    if not selected:
+        raise ValueError(f"No attack in {names} is supported by the signals {sorted(have)}.")
+    return list(dict.fromkeys(selected))
+
+
+def needed_signals(names: str | Sequence[str]) -> set[str]:
+    """The `SignalBank` signals the given attacks need (labels excluded)."""
+    return {s for n in resolve_attacks(names) for s in ATTACKS[n].needs} - {"labels"}
+
+
+def _group_masks(
+    groups: np.ndarray | None,
+    group_names: Sequence[str] | Mapping[int, str] | None,
+    num_examples: int,
+) -> dict[str, np.ndarray]:
+    """name -> [N] bool mask of the group's examples (empty dict without groups)."""
+    if groups is None:
+        if group_names is not None:
+            raise ValueError(
+                "group_names were given but groups is None: pass the [N] int group of every "
+                "example (e.g. the store's `groups` array), or drop group_names."
+            )
+        return {}
+    groups = np.asarray(groups)
+    if groups.shape != (num_examples,) or not np.issubdtype(groups.dtype, np.integer):
+        raise ValueError(
+            f"groups must be an int array of shape [N]=({num_examples},), got "
+            f"{groups.dtype} {groups.shape}."
+        )
+    if group_names is None:
+        names = {int(g): f"group_{int(g)}" for g in np.unique(groups)}
+    elif isinstance(group_names, Mapping):
+        names = {int(g): str(name) for g, name in group_names.items()}
+    else:
+        names = {i: str(name) for i, name in enumerate(group_names)}
+    unnamed = sorted(set(np.unique(groups).tolist()) - set(names))
+    if unnamed:
+        raise ValueError(
+            f"groups contains id(s) {unnamed[:10]} that have no name in group_names "
+            f"({names}); name every group id."
+        )
+    if len(set(names.values())) != len(names) or "all" in names.values():
+        raise ValueError(
+            f"group_names must be distinct and not 'all' (reserved for every example), got {names}."
+        )
+    return {name: groups == g for g, name in sorted(names.items())}
+
+
+def _metrics(
+    scores: np.ndarray,
+    truth: np.ndarray,
+    units: np.ndarray,
+    decisions: np.ndarray | None,
+    *,
+    fpr_levels: Sequence[float],
+    num_bootstrap: int,
+    seed: int,
+    level: float,
+) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
+    """(summary + operating point + intervals, ROC curve) of pooled scores, or
+    (an undefined entry, None) when the scores lack members or non-members."""
+    num_pos = int(truth.sum())
+    if num_pos == 0 or num_pos == truth.size:
+        reason = f"{num_pos} members and {truth.size - num_pos} non-members: the ROC needs both."
+        return {"undefined": True, "reason": reason}, None
+    curve = metrics.roc_curve(scores, truth)
+    out = metrics.summarize_curve(*curve, num_pos, truth.size - num_pos, fpr_levels)
+    if decisions is not None:
+        out["operating_point"] = metrics.operating_point(decisions, truth)
+    if num_bootstrap > 0:
+        ci = metrics.bootstrap_intervals(
+            scores,
+            truth,
+            num_bootstrap=num_bootstrap,
+            seed=seed,
+            units=units,
+            level=level,
+            fpr_levels=fpr_levels,
+            decisions=decisions,
+        )
+        if decisions is not None:
+            out["operating_point"]["ci"] = ci.pop("operating_point")
+        out["ci"] = ci
+    return out, curve
+
+
+def evaluate_signals(
+    bank: SignalBank,
+    attack_names: str | Sequence[str],
+    num_targets: int,
+    *,
+    groups: np.ndarray | None = None,
+    group_names: Sequence[str] | Mapping[int, str] | None = None,
+    num_bootstrap: int = 0,
+    seed: int = 0,
+    level: float = 0.95,
+    fpr_levels: Sequence[float] = metrics.FPR_LEVELS,
+    attack_options: Mapping[str, Mapping] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Runs attacks on a `SignalBank` with each of the first `num_targets` models as target.
+
+    Args:
+      bank: the signals of all M models.
+      attack_names: names accepted by `resolve_attacks`; "all" = every attack the bank's
+        signals support.
+      num_targets: models 0 .. num_targets-1 serve in turn as the target.
+      groups: optional [N] int group id of every example; adds per-group metrics.
+      group_names: names of the group ids: a sequence (id i -> group_names[i]) or a
+        mapping {id: name}; default "group_<id>". Every id in `groups` needs a name; a
+        named group without examples is reported as undefined.
+      num_bootstrap: resamples of the examples for the intervals (0: no intervals). Cost
+        O(num_bootstrap · num_targets · N) per attack and group (~50 ns per element).
+      seed: bootstrap seed.
+      level: confidence level of the intervals.
+      fpr_levels: FPR levels of the TPR metrics.
+      attack_options: {attack name: keyword arguments for its function}, e.g.
+        {"shokri": {"num_epochs": 10}, "rmia_offline": {"a": 0.5}}.
+      log: optional progress callback (one line per attack).
+
+    Returns:
+      (results, curves): results[name] as described in the module docstring;
+      curves[name] = (fpr, tpr) of the pooled ROC of every defined attack.
+
+    Raises:
+      ValueError: on a bad num_targets, names, groups or options, or if every requested
+        attack is undefined on this data (the reasons are listed).
+    """
+    num_models = bank.num_models
+    if not 1 <= num_targets <= num_models:
+        raise ValueError(f"{num_targets=} must be between 1 and the number of models {num_models}.")
+    names = resolve_attacks(attack_names, bank.available)
+    options = dict(attack_options or {})
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise ValueError(f"attack_options given for attack(s) {stray} that are not being run.")
+    masks = _group_masks(groups, group_names, bank.num_examples)
+    targets = np.arange(num_targets)
+    truth = bank.keep[targets].ravel()
+    if truth.all() or not truth.any():
+        raise ValueError(
+            f"The {num_targets} target model(s) have {int(truth.sum())} members among "
+            f"{truth.size} (model, example) pairs: the ROC needs members and non-members."
+        )
+    units = np.tile(np.arange(bank.num_examples), num_targets)
+    settings = dict(fpr_levels=fpr_levels, num_bootstrap=num_bootstrap, seed=seed, level=level)
+
+    results, curves = {}, {}
+    for name in names:
+        start = time.perf_counter()
+        base = {"num_targets": int(num_targets), "num_examples": int(bank.num_examples)}
+        try:
+            output = ATTACKS[name].fn(bank, targets, **options.get(name, {}))
+            scores = np.asarray(output.scores, dtype=np.float64)
+            if scores.shape != (num_targets, bank.num_examples):
+                raise RuntimeError(
+                    f"attack {name!r} returned scores of shape {scores.shape}, expected "
+                    f"{(num_targets, bank.num_examples)}."
+                )
+            num_nan = int(np.isnan(scores).sum())
+            if num_nan:
+                raise AttackUndefined(f"{name} produced {num_nan} NaN score(s).")
+        except AttackUndefined as e:
+            results[name] = {"undefined": True, "reason": str(e), **base}
+            if log is not None:
+                log(f"{name}: undefined ({e})")
+            continue
+        decisions = None
+        if output.threshold is not None:
+            decisions = (scores >= np.asarray(output.threshold, dtype=np.float64)).ravel()
+        pooled = scores.ravel()
+        summary, curve = _metrics(pooled, truth, units, decisions, **settings)
+        res = {**summary, **base}
+        if output.extras:
+            res["details"] = output.extras
+        if masks:
+            res["groups"] = {"all": {**summary, "num_examples": int(bank.num_examples)}}
+            for group, mask in masks.items():
+                if not mask.any():
+                    res["groups"][group] = {
+                        "undefined": True,
+                        "reason": "no example belongs to this group",
+                        "num_examples": 0,
+                    }
+                    continue
+                sel = np.tile(mask, num_targets)
+                sub, _ = _metrics(
+                    pooled[sel],
+                    truth[sel],
+                    units[sel],
+                    None if decisions is None else decisions[sel],
+                    **settings,
+                )
+                res["groups"][group] = {**sub, "num_examples": int(mask.sum())}
+        res["seconds"] = round(time.perf_counter() - start, 3)
+        results[name] = res
+        curves[name] = curve
+        if log is not None:
+            log(f"{name}: AUC {res['auc']:.4f} ({res['seconds']:.1f} s)")
+    if not curves:
+        reasons = "; ".join(f"{n}: {r['reason']}" for n, r in results.items())
+        raise ValueError(f"Every requested attack is undefined on this data. {reasons}")
+    return results, curves
 
 
 def evaluate_attacks(
@@ -67,54 +363,26 @@ def evaluate_attacks(
     keep: np.ndarray,
     attack_names: str | Sequence[str],
     num_targets: int,
+    **kwargs,
 ) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Runs attacks with each of the first `num_targets` models as the target.
+    """Runs the attacks that need only φ (all but Song and Shokri).
 
     Args:
       phi: [M, N, A] float φ (see `lira_jax.signals.logit_scaled_confidence`).
       keep: [M, N] bool, whether model m trained on example n.
-      attack_names: names accepted by `resolve_attacks` (e.g. "all").
+      attack_names: names accepted by `resolve_attacks` ("all": every φ-based attack).
       num_targets: how many models (0 .. num_targets-1) serve in turn as the target.
+      **kwargs: keyword arguments of `evaluate_signals` (groups, num_bootstrap, ...).
 
     Returns:
-      (results, curves): results[name] is `metrics.summarize` of the pooled scores plus
-      "num_targets"; curves[name] = (fpr, tpr) of the pooled ROC.
+      (results, curves) as in `evaluate_signals`.
 
     Raises:
-      ValueError: on bad shapes, M < 2, or num_targets outside [1, M].
+      ValueError: on bad shapes, M < 2, num_targets outside [1, M], or as
+        `evaluate_signals`.
     """
-    phi = np.asarray(phi, dtype=np.float64)
-    keep = np.asarray(keep)
-    if phi.ndim != 3:
-        raise ValueError(f"phi must be [M, N, A], got shape {phi.shape}.")
-    if keep.dtype != bool or keep.shape != phi.shape[:2]:
-        raise ValueError(
-            f"keep must be a bool array of shape [M, N]={phi.shape[:2]}, got "
-            f"{keep.dtype} {keep.shape}."
-        )
-    num_models = phi.shape[0]
-    if num_models < 2:
-        raise ValueError(f"Need at least 2 models (one target, one shadow), got M={num_models}.")
-    if not 1 <= num_targets <= num_models:
-        raise ValueError(f"{num_targets=} must be between 1 and the number of models {num_models}.")
-    names = resolve_attacks(attack_names)
-
-    scores = {name: [] for name in names}
-    truths = []
-    for t in range(num_targets):
-        shadows = np.arange(num_models) != t
-        shadow_phi, shadow_keep = phi[shadows], keep[shadows]
-        for name in names:
-            scores[name].append(ATTACKS[name](phi[t], shadow_phi, shadow_keep))
-        truths.append(keep[t])
-    truth = np.concatenate(truths)
-
-    results, curves = {}, {}
-    for name in names:
-        pooled = np.concatenate(scores[name])
-        results[name] = {**metrics.summarize(pooled, truth), "num_targets": num_targets}
-        curves[name] = metrics.roc_curve(pooled, truth)
-    return results, curves
+    bank = SignalBank(keep=keep, phi=phi)
+    return evaluate_signals(bank, attack_names, num_targets, **kwargs)
 
 
 def evaluate_logits(
@@ -123,29 +391,35 @@ def evaluate_logits(
     keep: np.ndarray,
     attack_names: str | Sequence[str],
     num_targets: int,
+    **kwargs,
 ) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Runs attacks on a store's arrays (the entry point of `experiments.attack`).
 
+    Only the signals the requested attacks need are computed (see
+    `attacks.bank.signal_bank_from_logits` for memory and chunking).
+
     Args:
-      logits: [M, N, A, C] logits of every model on every example under every query.
+      logits: [M, N, A, C] logits of every model on every example under every query (an
+        array, or a lazy array whose model slices can be read one block at a time).
       labels: [N] int true labels.
       keep: [M, N] bool membership.
       attack_names: names accepted by `resolve_attacks`.
       num_targets: models 0 .. num_targets-1 serve in turn as the target.
+      **kwargs: keyword arguments of `evaluate_signals`: groups, group_names,
+        num_bootstrap, seed, level, fpr_levels, attack_options, log.
 
     Returns:
-      (results, curves) as in `evaluate_attacks`.
+      (results, curves) as in `evaluate_signals`.
 
     Raises:
-      ValueError: on NaN/inf logits, bad shapes or labels, or a bad `num_targets`.
+      ValueError: on NaN/inf logits (naming the models), bad shapes or labels, or as
+        `evaluate_signals`.
     """
-    logits = np.asarray(logits)
-    if not np.all(np.isfinite(logits)):
-        bad = np.unique(np.argwhere(~np.isfinite(logits))[:, 0])
-        raise ValueError(
-            f"logits contain NaN/inf for model(s) {bad.tolist()[:10]}: those models diverged. "
-            "Retrain them (e.g. with a lower --learning_rate) before attacking."
-        )
     names = resolve_attacks(attack_names)
-    phi = signals.logit_scaled_confidence(logits, labels, example_axis=1)
-    return evaluate_attacks(phi, keep, names, num_targets)
+    num_models = np.shape(keep)[0] if np.ndim(keep) == 2 else None
+    if num_models is not None and not 1 <= num_targets <= num_models:
+        raise ValueError(f"{num_targets=} must be between 1 and the number of models {num_models}.")
+    bank = signal_bank_from_logits(
+        logits, labels, keep, signal_names=needed_signals(names), log=kwargs.get("log")
+    )
+    return evaluate_signals(bank, names, num_targets, **kwargs)

@@ -23,57 +23,264 @@ the standard deviation from masked sums.
     log cdf rounds to 0 for φ more than ~38σ above μ_out, which would merge the most
     confident members into one tie exactly where low-FPR thresholds live. (The
     reference's offline code uses the two-sided −log N(φ; μ_out, σ_out) instead.)
-  * 1e-30 is added to every σ so that an example whose shadows agree exactly (or that
-    has a single IN model) gives a finite, very confident score rather than NaN.
+  * 1e-30 is added to every σ so that an example whose shadows agree exactly gives a
+    finite, very confident score rather than NaN.
 
 Examples that no shadow model trained on (online) or that every shadow model trained on
-are an error, not a NaN score: more shadow models or a pkeep nearer 0.5 fixes them.
+are an error (`AttackUndefined`), not a NaN score; so are, for the per-example-σ
+variants, examples with a single IN (online) or OUT shadow model, whose σ would be 0
+and whose scores ±1e60 would make the ROC meaningless (with 4 models, per-example-σ LiRA
+gave AUC 0.0). More shadow models, a pkeep nearer 0.5, or a fixed-variance variant fixes
+them.
+
+Leave-one-model-out (`lira_attack`): the medians and standard deviations of all M models
+are summarised once (`lira_jax.attacks._loo`) and each target's own value is removed from
+them, so T targets cost one sort of [M, N, A] plus O(T·N·A), not T sorts. The four
+variants share these statistics: the first variant asked for computes all four for the
+requested targets and caches them on the bank. Results equal `lira_scores` called with
+the other M − 1 models as shadows (up to float rounding of the variance update).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.stats
+import dataclasses
 
-__all__ = ["global_threshold_scores", "lira_scores"]
+import numpy as np
+import scipy.special
+
+from lira_jax.attacks import _loo
+from lira_jax.attacks.bank import AttackOutput, AttackUndefined, SignalBank
+
+__all__ = ["global_threshold_attack", "global_threshold_scores", "lira_attack", "lira_scores"]
 
 _SIGMA_EPS = 1e-30
+_CHUNK_ELEMENTS = 1 << 21  # values sorted at once when summarising
+_BLOCK_ELEMENTS = 1 << 16  # (example·query, target) pairs scored at once: cache-sized
+_VARIANTS = ((True, False), (True, True), (False, False), (False, True))  # (online, fixed)
 
 
-def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Median over axis 0 of the entries where mask is True.
+@dataclasses.dataclass(frozen=True)
+class _Pooled:
+    """Sums over every value of a group (all columns): the fixed-variance statistics."""
+
+    count: int
+    center: float
+    s1: float
+    s2: float
+
+    def loo_var(self, count: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        """Population variance after removing values with these sums about `center`."""
+        n = self.count - count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (self.s1 - s1) / n
+            var = np.maximum((self.s2 - s2) / n - mean * mean, 0.0)
+        return np.where(n > 0, var, np.nan)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Summary:
+    """IN/OUT statistics of a set of models, per column (rows = example·query) and pooled."""
+
+    stats_in: _loo.OrderStats
+    stats_out: _loo.OrderStats
+    moments_in: _loo.GroupMoments
+    moments_out: _loo.GroupMoments
+    pooled_in: _Pooled
+    pooled_out: _Pooled
+
+    def rows(self, sl: slice) -> _Summary:
+        """The statistics of a range of columns (the pooled sums stay whole)."""
+
+        def cut(obj):
+            fields = dataclasses.fields(obj)
+            return type(obj)(*(getattr(obj, f.name)[sl] for f in fields))
+
+        return _Summary(
+            cut(self.stats_in),
+            cut(self.stats_out),
+            cut(self.moments_in),
+            cut(self.moments_out),
+            self.pooled_in,
+            self.pooled_out,
+        )
+
+
+def _summarize(phi: np.ndarray, keep: np.ndarray) -> _Summary:
+    """Order statistics and moments of the IN and OUT φ of every column, in chunks of
+    examples so that the sorted copies never exceed `_CHUNK_ELEMENTS` values each."""
+    num_models, num_examples, num_queries = phi.shape
+    mask = keep[..., None]
+    centers = []
+    for group in (mask, ~mask):
+        count = int(group.sum()) * num_queries
+        centers.append(float(np.sum(phi, where=group)) / max(count, 1))
+    parts = {"in": [], "out": []}
+    pooled = {"in": np.zeros(3), "out": np.zeros(3)}  # count, Σ(v − c), Σ(v − c)²
+    step = max(1, _CHUNK_ELEMENTS // (num_models * num_queries))
+    for n0 in range(0, num_examples, step):
+        n1 = min(num_examples, n0 + step)
+        groups = _loo.sort_groups(phi[:, n0:n1], keep[:, n0:n1])
+        for name, group, center in zip(("in", "out"), groups, centers, strict=True):
+            parts[name].append((_loo.order_stats(group), _loo.group_moments(group)))
+            dev = group.values - center
+            pooled[name] += [group.count.sum(), np.nansum(dev), np.nansum(dev * dev)]
+
+    def joined(name, i, cls):
+        pieces = [p[i] for p in parts[name]]
+        fields = dataclasses.fields(cls)
+        return cls(*(np.concatenate([getattr(p, f.name) for p in pieces]) for f in fields))
+
+    def pool(name, center):
+        count, s1, s2 = pooled[name]
+        return _Pooled(int(count), center, float(s1), float(s2))
+
+    return _Summary(
+        joined("in", 0, _loo.OrderStats),
+        joined("out", 0, _loo.OrderStats),
+        joined("in", 1, _loo.GroupMoments),
+        joined("out", 1, _loo.GroupMoments),
+        pool("in", centers[0]),
+        pool("out", centers[1]),
+    )
+
+
+def _coverage_error(
+    left: np.ndarray, which: str, targets, per_example_sigma: bool
+) -> AttackUndefined | None:
+    """The error to raise if some example has too few shadow models of a group, else None.
 
     Args:
-      values: [S, N, A] float64.
-      mask: [S, N, 1] bool (broadcast over queries), at least one True per column.
+      left: [T, N] group sizes once each target's own value is removed.
+      which: "IN" or "OUT".
+      targets: [T] model indices (None: an external target).
+      per_example_sigma: the variant estimates σ per example, which needs 2 values.
+    """
+    for minimum, what in ((1, "no"), (2 if per_example_sigma else 1, "a single")):
+        short = left < minimum
+        if not short.any():
+            continue
+        i = int(np.flatnonzero(short.any(axis=1))[0])
+        where = "" if targets is None else f" when model {int(targets[i])} is the target"
+        problem = (
+            f"so LiRA cannot fit their {which} distribution"
+            if minimum == 1
+            else "too few for a per-example σ (use a fixed-variance variant)"
+        )
+        return AttackUndefined(
+            f"{int(short[i].sum())} of {left.shape[1]} examples have {what} {which} shadow "
+            f"model{where}, {problem}. Train more shadow models, or use a pkeep nearer 0.5 "
+            "(a balanced keep mask puts every example IN exactly pkeep*M models)."
+        )
+    return None
+
+
+def _lira_blocks(
+    summary: _Summary,
+    phi: np.ndarray,
+    rows_of: np.ndarray | None,
+    target_in: np.ndarray,
+    targets,
+    variants,
+) -> dict:
+    """LiRA scores of T targets, computed in cache-sized blocks of (examples, targets).
+
+    Args:
+      summary: statistics of the shadow models (plus the targets if `rows_of` is given).
+      phi: [M, N, A] φ array holding the targets' rows.
+      rows_of: [T] row of each target in `phi`; the targets are then removed from the
+        summary (leave-one-out). None: phi holds only the (external) targets, not removed.
+      target_in: [T, N] bool, whether each target trained on each example.
+      targets: [T] model indices for messages (None for an external target).
+      variants: (online, fix_variance) pairs wanted.
 
     Returns:
-      [N, A] medians (mean of the two middle values for an even count).
+      (online, fix_variance) -> [T, N] scores, or the AttackUndefined to raise.
     """
-    # np.sort puts NaN last, so the k selected values occupy rows 0..k-1 after sorting.
-    ordered = np.sort(np.where(mask, values, np.nan), axis=0)
-    count = np.broadcast_to(mask.sum(axis=0), ordered.shape[1:])
-    lo = np.take_along_axis(ordered, ((count - 1) // 2)[None], axis=0)[0]
-    hi = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
-    return (lo + hi) / 2.0
+    num_targets, num_examples = target_in.shape
+    num_queries = phi.shape[2]
+    removes = rows_of is not None
+    a_count = summary.moments_in.count[::num_queries]
+    b_count = summary.moments_out.count[::num_queries]
+    out_left = b_count[None] - (~target_in & removes)
+    in_left = a_count[None] - (target_in & removes)
+    out = {}
+    for online, fixed in variants:
+        error = _coverage_error(out_left, "OUT", targets, not fixed)
+        if online and error is None:
+            error = _coverage_error(in_left, "IN", targets, not fixed)
+        out[online, fixed] = error if error else np.empty((num_targets, num_examples))
+    todo = [v for v in variants if not isinstance(out[v], AttackUndefined)]
+    if not todo:
+        return out
+    rows_of = np.arange(num_targets) if rows_of is None else rows_of
+    t_step = min(num_targets, 32)
+    n_step = max(1, _BLOCK_ELEMENTS // (t_step * num_queries))
+    for t0 in range(0, num_targets, t_step):
+        t1 = min(num_targets, t0 + t_step)
+        for n0 in range(0, num_examples, n_step):
+            n1 = min(num_examples, n0 + n_step)
+            # [t, n, A] -> rows (example, query) x targets.
+            values = phi[rows_of[t0:t1], n0:n1].reshape(t1 - t0, -1).T
+            is_in = np.repeat(target_in[t0:t1, n0:n1].T, num_queries, axis=0)
+            block = summary.rows(slice(n0 * num_queries, n1 * num_queries))
+            per_query = _lira_columns(block, values, is_in, removes, todo)
+            for v, res in per_query.items():
+                out[v][t0:t1, n0:n1] = res.T.reshape(t1 - t0, n1 - n0, num_queries).mean(-1)
+    return out
 
 
-def _masked_std(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Population std (ddof=0) over axis 0 of the entries where mask is True -> [N, A]."""
-    weight = mask.astype(np.float64)
-    count = weight.sum(axis=0)
-    mean = (weight * values).sum(axis=0) / count
-    return np.sqrt((weight * (values - mean) ** 2).sum(axis=0) / count)
+def _lira_columns(
+    summary: _Summary, values: np.ndarray, is_in: np.ndarray, removes: bool, variants
+) -> dict:
+    """Per-column LiRA statistics of Q targets.
 
+    Args:
+      summary: statistics of the models that serve as shadows (plus the targets if
+        `removes`).
+      values: [R, Q] φ of the targets.
+      is_in: [R, Q] bool, whether the target trained on the column's example.
+      removes: whether the targets are among the summarised models (leave-one-out).
+      variants: (online, fix_variance) pairs wanted; the groups they use must be non-empty
+        in every column once the targets are removed (checked by `_lira_blocks`).
 
-def _check_coverage(counts: np.ndarray, which: str) -> None:
-    missing = int(np.sum(counts == 0))
-    if missing:
-        raise ValueError(
-            f"{missing} of {counts.size} examples have no {which} shadow model, so LiRA cannot "
-            f"fit their {which} distribution. Train more shadow models, or use a pkeep nearer "
-            "0.5 (a balanced keep mask puts every example IN exactly pkeep*M models)."
+    Returns:
+      (online, fix_variance) -> [R, Q] per-query score.
+    """
+    removed_in = is_in & removes
+    removed_out = ~is_in & removes
+    mu_out = _loo.loo_median(summary.stats_out, values, removed_out)
+    if any(online for online, _ in variants):
+        mu_in = _loo.loo_median(summary.stats_in, values, removed_in)
+
+    def sigma(online: bool, fixed: bool):
+        """σ (+ eps) of the OUT (online=False) or IN group: [Q] if fixed, else [R, Q]."""
+        moments, stats, pooled, removed = (
+            (summary.moments_in, summary.stats_in, summary.pooled_in, removed_in)
+            if online
+            else (summary.moments_out, summary.stats_out, summary.pooled_out, removed_out)
         )
+        if fixed:
+            dev = np.where(removed, values - pooled.center, 0.0)
+            var = pooled.loo_var(removed.sum(axis=0), dev.sum(axis=0), (dev * dev).sum(axis=0))
+        else:
+            var = _loo.loo_moments(moments, values, removed, stats)[2]
+        return np.sqrt(var) + _SIGMA_EPS
+
+    out, sigmas = {}, {}
+    for online, fixed in variants:
+        if (False, fixed) not in sigmas:
+            sigmas[False, fixed] = sigma(False, fixed)
+        sigma_out = sigmas[False, fixed]
+        if not online:
+            # −log P[Z > φ], Z ~ N(μ_out, σ_out).
+            out[online, fixed] = -scipy.special.log_ndtr((mu_out - values) / sigma_out)
+            continue
+        sigma_in = sigma(True, fixed)
+        # log N(φ; μ_in, σ_in) − log N(φ; μ_out, σ_out).
+        z_in = (values - mu_in) / sigma_in
+        z_out = (values - mu_out) / sigma_out
+        out[online, fixed] = 0.5 * (z_out * z_out - z_in * z_in) + np.log(sigma_out / sigma_in)
+    return out
 
 
 def lira_scores(
@@ -84,7 +291,7 @@ def lira_scores(
     online: bool = True,
     fix_variance: bool = False,
 ) -> np.ndarray:
-    """LiRA membership scores of one target model.
+    """LiRA membership scores of one target model against explicit shadow models.
 
     Args:
       target_phi: [N, A] φ of the target model on N examples under A queries.
@@ -98,8 +305,8 @@ def lira_scores(
       [N] float64 scores, higher = more likely a member of the target's training set.
 
     Raises:
-      ValueError: on inconsistent shapes, NaN inputs, or examples with no OUT shadow
-        (or, online, no IN shadow).
+      ValueError: on inconsistent shapes or NaN inputs; AttackUndefined (a ValueError) on
+        examples with no OUT shadow (or, online, no IN shadow).
     """
     target_phi = np.asarray(target_phi, dtype=np.float64)
     shadow_phi = np.asarray(shadow_phi, dtype=np.float64)
@@ -113,26 +320,50 @@ def lira_scores(
         raise ValueError(f"shadow_keep.shape={keep.shape} must be [S, N]={shadow_phi.shape[:2]}.")
     if np.isnan(target_phi).any() or np.isnan(shadow_phi).any():
         raise ValueError("target_phi / shadow_phi contain NaN; check the stored logits.")
+    variant = (online, fix_variance)
+    result = _lira_blocks(
+        _summarize(shadow_phi, keep),
+        target_phi[None],
+        None,
+        np.zeros((1, target_phi.shape[0]), bool),
+        None,
+        [variant],
+    )[variant]
+    if isinstance(result, AttackUndefined):
+        raise result
+    return result[0]
 
-    keep_in = keep[:, :, None]
-    keep_out = ~keep_in
-    _check_coverage((~keep).sum(axis=0), "OUT")
-    mu_out = _masked_median(shadow_phi, keep_out)
-    sigma_out = np.std(shadow_phi[~keep]) if fix_variance else _masked_std(shadow_phi, keep_out)
-    sigma_out = sigma_out + _SIGMA_EPS
 
-    if not online:
-        per_query = -scipy.stats.norm.logsf(target_phi, mu_out, sigma_out)
-        return per_query.mean(axis=-1)
+def lira_attack(
+    bank: SignalBank, targets: np.ndarray, *, online: bool = True, fix_variance: bool = False
+) -> AttackOutput:
+    """Leave-one-model-out LiRA: each target against all other models of the bank.
 
-    _check_coverage(keep.sum(axis=0), "IN")
-    mu_in = _masked_median(shadow_phi, keep_in)
-    sigma_in = np.std(shadow_phi[keep]) if fix_variance else _masked_std(shadow_phi, keep_in)
-    sigma_in = sigma_in + _SIGMA_EPS
-    per_query = scipy.stats.norm.logpdf(target_phi, mu_in, sigma_in) - scipy.stats.norm.logpdf(
-        target_phi, mu_out, sigma_out
-    )
-    return per_query.mean(axis=-1)
+    Args:
+      bank: a `SignalBank` with phi.
+      targets: [T] target model indices.
+      online: likelihood ratio of IN and OUT Gaussians, else the one-sided OUT test.
+      fix_variance: one pooled σ per distribution instead of per-example σ.
+
+    Returns:
+      `AttackOutput` with scores [T, N] (equal to `lira_scores(phi[t], phi[others],
+      keep[others])` for each target t).
+
+    Raises:
+      AttackUndefined: if an example has no OUT (or, online, no IN) shadow model.
+    """
+    bank.require(["phi"], "lira")
+    targets = bank.check_targets(targets)
+    key = ("lira_scores", targets.tobytes())
+    scores = bank.cached(key, lambda: _lira_all_variants(bank, targets))[online, fix_variance]
+    if isinstance(scores, AttackUndefined):
+        raise scores
+    return AttackOutput(scores)
+
+
+def _lira_all_variants(bank: SignalBank, targets: np.ndarray) -> dict:
+    summary = bank.cached(("lira_summary",), lambda: _summarize(bank.phi, bank.keep))
+    return _lira_blocks(summary, bank.phi, targets, bank.keep[targets], targets, _VARIANTS)
 
 
 def global_threshold_scores(target_phi: np.ndarray) -> np.ndarray:
@@ -148,3 +379,18 @@ def global_threshold_scores(target_phi: np.ndarray) -> np.ndarray:
     if target_phi.ndim != 2:
         raise ValueError(f"target_phi must be [N, A], got shape {target_phi.shape}.")
     return target_phi.mean(axis=-1)
+
+
+def global_threshold_attack(bank: SignalBank, targets: np.ndarray) -> AttackOutput:
+    """`global_threshold_scores` of each target (ignores the shadow models).
+
+    Args:
+      bank: a `SignalBank` with phi.
+      targets: [T] target model indices.
+
+    Returns:
+      `AttackOutput` with scores [T, N].
+    """
+    bank.require(["phi"], "global_threshold")
+    targets = bank.check_targets(targets)
+    return AttackOutput(bank.phi[targets].mean(axis=-1))
