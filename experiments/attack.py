@@ -14,10 +14,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags, logging
 
 from experiments import flagdefs
-from lira_jax import report
+from lira_jax import memorization, report
 from lira_jax import store as store_lib
 from lira_jax.attacks import ATTACKS, evaluate_logits, resolve_attacks
 
@@ -27,12 +28,66 @@ _ATTACKS = flags.DEFINE_string(
 _NUM_TARGETS = flags.DEFINE_integer(
     "num_targets", 0, "How many models serve in turn as the target (0: every model)."
 )
+_NUM_BOOTSTRAP = flags.DEFINE_integer(
+    "num_bootstrap", 100, "Bootstrap resamples of the examples for 95% intervals (0: none)."
+)
+_GROUPS = flags.DEFINE_enum(
+    "groups",
+    "none",
+    ["none", "memorization"],
+    "Per-group results: 'memorization' splits examples by Feldman-Zhang memorization "
+    "estimated from the store (buckets --mem_thresholds).",
+)
+_GROUP_THRESHOLDS = flags.DEFINE_list(
+    "group_mem_thresholds", ["0.1", "0.5"], "Memorization bucket edges for --groups."
+)
+_ATTACK_SEED = flags.DEFINE_integer("attack_seed", 0, "Seed of bootstrap and attack models.")
+
+
+class _LazyLogits:
+    """The store's logits as a lazy [M, N, A, C] array: model slices are read on demand.
+
+    `evaluate_logits` turns logits into signals one block of models at a time, so the
+    whole logits array (9 GB for 256 x 50,000 x 18 x 10) is never in memory at once.
+    """
+
+    def __init__(self, store: store_lib.LogitStore):
+        self._store = store
+        self.shape = (store.num_models, store.num_examples, store.num_queries, store.num_classes)
+        self.ndim = 4
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, index):
+        return self._store.read_logits(models=index)
+
+
+def memorization_groups(store, thresholds) -> tuple[np.ndarray, list[str]]:
+    """[N] bucket ids and names by Feldman-Zhang memorization on the identity query."""
+    keep = store.keep()
+    correct = np.concatenate(
+        [
+            (
+                store.read_logits(models=slice(a, min(a + 64, store.num_models)))[:, :, 0].argmax(
+                    -1
+                )
+                == store.labels()
+            )
+            for a in range(0, store.num_models, 64)
+        ]
+    )
+    mem = memorization.memorization(keep, correct)
+    return memorization.bucketize(mem, thresholds), memorization.bucket_names(thresholds)
 
 
 def attack(
     workdir: str | Path,
     attacks: str = "all",
     num_targets: int = 0,
+    *,
+    num_bootstrap: int = 0,
+    groups: str = "none",
+    group_thresholds: tuple[float, ...] = (0.1, 0.5),
+    seed: int = 0,
     log: Callable[[str], None] = logging.info,
 ) -> dict[str, dict]:
     """Evaluates `attacks` on `workdir/store`; writes results/attacks.{json,md} and roc.png.
@@ -41,6 +96,10 @@ def attack(
       workdir: run directory written by `experiments.train_shadows`.
       attacks: "all" or comma-separated attack names.
       num_targets: number of target models (0: all).
+      num_bootstrap: bootstrap resamples for confidence intervals (0: none).
+      groups: "none" or "memorization" (per-bucket results, see `memorization_groups`).
+      group_thresholds: memorization bucket edges.
+      seed: seed of the bootstrap and of trained attack models (Shokri).
       log: where progress lines go.
 
     Returns:
@@ -62,10 +121,28 @@ def attack(
             f"--num_targets={num_targets} must be between 1 and the number of models "
             f"({num_models}), or 0 for all."
         )
-    log(f"Reading {store}")
-    logits = store.read_logits()
-    log(f"Attacking with {num_targets} target(s): {', '.join(names)}")
-    results, curves = evaluate_logits(logits, store.labels(), store.keep(), names, num_targets)
+    if num_bootstrap < 0:
+        raise ValueError(f"--num_bootstrap={num_bootstrap} must be >= 0.")
+    group_ids, group_names = None, None
+    if groups == "memorization":
+        group_ids, group_names = memorization_groups(store, group_thresholds)
+    elif groups != "none":
+        raise ValueError(f"groups={groups!r} must be 'none' or 'memorization'.")
+    log(f"Attacking {store} with {num_targets} target(s): {', '.join(names)}")
+    results, curves = evaluate_logits(
+        _LazyLogits(store),
+        store.labels(),
+        store.keep(),
+        names,
+        num_targets,
+        groups=group_ids,
+        group_names=group_names,
+        num_bootstrap=num_bootstrap,
+        seed=seed,
+        log=log,
+    )
+    # Timings vary run to run; attacks.json stays a deterministic function of the store.
+    seconds = {name: res.pop("seconds", None) for name, res in results.items()}
 
     out = workdir / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +156,7 @@ def attack(
         out / "attacks.json", json.dumps(results, indent=2, sort_keys=False) + "\n"
     )
     store_lib.write_text_atomic(out / "attacks.md", f"# Attacks on {title}\n\n{table}")
+    store_lib.write_text_atomic(out / "attacks_seconds.json", json.dumps(seconds, indent=2) + "\n")
     report.plot_roc(curves, out / "roc.png", title=title)
     print(table)
     log(f"Wrote {out / 'attacks.json'}, {out / 'attacks.md'} and {out / 'roc.png'}")
@@ -86,7 +164,21 @@ def attack(
 
 
 def run_from_flags() -> None:
-    attack(flagdefs.WORKDIR.value, _ATTACKS.value, _NUM_TARGETS.value)
+    try:
+        thresholds = tuple(float(v) for v in _GROUP_THRESHOLDS.value)
+    except ValueError:
+        raise ValueError(
+            f"--group_mem_thresholds={_GROUP_THRESHOLDS.value} must be numbers."
+        ) from None
+    attack(
+        flagdefs.WORKDIR.value,
+        _ATTACKS.value,
+        _NUM_TARGETS.value,
+        num_bootstrap=_NUM_BOOTSTRAP.value,
+        groups=_GROUPS.value,
+        group_thresholds=thresholds,
+        seed=_ATTACK_SEED.value,
+    )
 
 
 def main(argv):

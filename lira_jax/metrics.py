@@ -292,7 +292,8 @@ def bootstrap_intervals(
         fp = _weighted_counts(weights[:, neg_units], neg_upto)
         num_pos, num_neg = tp[:, -1], fp[:, -1]
         valid = (num_pos > 0) & (num_neg > 0)
-        denom = np.where(valid, num_pos * num_neg, 1).astype(np.float64)
+        # In float64: the int32 product overflows beyond ~46,000 scores per class.
+        denom = np.where(valid, num_pos.astype(np.float64) * num_neg, 1.0)
         rows = slice(b0, b0 + b)
         # Trapezoid rule on counts: Σ Δfp · (tp_prev + tp) / (2 P N).
         area = np.einsum(

@@ -181,3 +181,24 @@ def test_sample_complexity_binary(tiny_run):
     assert len(curve["median"]) == 2 and all(0 <= v <= 1 for v in curve["median"])
     assert set(saved["hellinger"]) == set(saved["groups"])
     assert (tiny_run / "results" / "sample_complexity.png").stat().st_size > 1000
+
+
+def test_attack_binary_groups_and_intervals(tiny_run):
+    results = attack.attack(
+        tiny_run,
+        attacks="lira_online_fixed_variance,yeom,sablayrolles",
+        num_bootstrap=20,
+        groups="memorization",
+        log=_quiet,
+    )
+    saved = json.loads((tiny_run / "results" / "attacks.json").read_text())
+    assert saved == results and "seconds" not in saved["yeom"]
+    for res in saved.values():
+        lo, hi = res["ci"]["auc"]
+        assert lo <= res["auc"] <= hi and 0 <= lo and hi <= 1
+        sizes = [
+            g["num_positives"] + g["num_negatives"] for k, g in res["groups"].items() if k != "all"
+        ]
+        assert sum(sizes) == res["num_positives"] + res["num_negatives"]
+    md = (tiny_run / "results" / "attacks.md").read_text()
+    assert "yeom · mem<0.1" in md

@@ -173,3 +173,15 @@ def test_operating_point_and_bootstrap_errors():
     # Tiny samples: resamples with one class only are skipped and counted.
     ci = metrics.bootstrap_intervals(np.arange(5.0), truth, num_bootstrap=50, seed=0)
     assert ci["num_valid"] < 50 and ci["auc"] is not None
+
+
+def test_bootstrap_with_many_scores_per_class_does_not_overflow():
+    # 60,000 members x 60,000 non-members: P*N exceeds int32 (a bug seen on digits runs).
+    rng = np.random.default_rng(0)
+    truth = np.repeat([True, False], 60_000)
+    scores = rng.normal(size=truth.size) + 0.3 * truth
+    point = metrics.summarize(scores, truth)
+    ci = metrics.bootstrap_intervals(scores, truth, num_bootstrap=8, seed=0)
+    lo, hi = ci["auc"]
+    assert 0.5 < lo <= point["auc"] <= hi < 1
+    assert 0.5 < ci["balanced_accuracy"][0] <= point["balanced_accuracy"]
