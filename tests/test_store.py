@@ -308,3 +308,16 @@ def test_claims_refuse_overlaps_and_take_over_dead_processes(tmp_path):
         store.write_block(0, _logits())
     assert store.missing_ranges() == []
     assert not list((tmp_path / "s" / "_blocks").glob("*.claim"))
+
+
+def test_older_format_and_bad_labels_are_refused(tmp_path):
+    _create(tmp_path / "store")
+    group = json.loads((tmp_path / "store" / "zarr.json").read_text())
+    group["attributes"]["lira_jax"]["format_version"] = 0
+    (tmp_path / "store" / "zarr.json").write_text(json.dumps(group))
+    with pytest.raises(st.StoreError, match="older than this lira_jax supports"):
+        st.open_store(tmp_path / "store")
+    keep, labels = _keep_labels()
+    with pytest.raises(st.StoreError, match=r"labels must lie in \[0, num_classes=3\)"):
+        st.create_or_open(tmp_path / "other", _spec(), keep, labels + 5)
+    assert not (tmp_path / "other" / "zarr.json").exists()
