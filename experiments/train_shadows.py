@@ -22,7 +22,14 @@ from experiments import configs, flagdefs
 from lira_jax import store as store_lib
 from lira_jax.data import augment, datasets, membership
 from lira_jax.models import CONV_IMPLS, arch_names
-from lira_jax.train import Engine, TrainConfig, query_logits, steps_per_epoch
+from lira_jax.train import (
+    Engine,
+    TrainConfig,
+    auto_models_per_step,
+    query_logits,
+    sharding,
+    steps_per_epoch,
+)
 
 _DATASET = flags.DEFINE_string(
     "dataset", "digits", f"Dataset name, one of {datasets.dataset_names()}."
@@ -52,10 +59,20 @@ _STORE_TEST_LOGITS = flags.DEFINE_bool(
 )
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the keep mask, inits and data orders.")
 _MODELS_PER_STEP = flags.DEFINE_integer(
-    "models_per_step", None, "Models trained at once per block (default: min(32, range))."
+    "models_per_step",
+    None,
+    "Models trained at once per block (default: engine.auto_models_per_step, by backend "
+    "and memory).",
 )
 _MODEL_RANGE = flags.DEFINE_string(
     "model_range", None, "START:STOP, train only models [START, STOP) (batch-array jobs)."
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    False,
+    "One multi-process JAX job: jax.distributed.initialize() (cluster auto-detected, or "
+    "JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID), then process i of P trains "
+    "the i-th contiguous share of --model_range.",
 )
 _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl", "auto", CONV_IMPLS, "Convolution lowering (auto: patches on CPU, lax else)."
@@ -215,7 +232,9 @@ def train_shadows(
     if todo.size == 0:
         log(f"Models [{start}, {stop}) are already in {store.path}; nothing to train.")
         return store
-    size = models_per_step or min(32, int(todo.size))
+    size = models_per_step or auto_models_per_step(
+        train_config, ds.x_train.shape[1:], int(todo.size)
+    )
     blocks = _blocks(todo, size)
 
     engine = Engine(
@@ -312,11 +331,16 @@ def config_from_flags() -> dict:
 
 
 def run_from_flags() -> store_lib.LogitStore:
+    config, model_range = config_from_flags(), _MODEL_RANGE.value
+    if _DISTRIBUTED.value:  # before anything touches a device
+        index, count = sharding.initialize_distributed()
+        start, stop = parse_model_range(model_range, config["num_models"])
+        model_range = "{}:{}".format(*sharding.process_share(start, stop, index, count))
     return train_shadows(
-        config_from_flags(),
+        config,
         flagdefs.WORKDIR.value,
         data_dir=_DATA_DIR.value,
-        model_range=_MODEL_RANGE.value,
+        model_range=model_range,
         models_per_step=_MODELS_PER_STEP.value,
         conv_impl=_CONV_IMPL.value,
         logits_dtype=_LOGITS_DTYPE.value,
@@ -326,6 +350,7 @@ def run_from_flags() -> store_lib.LogitStore:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    sharding.use_cpu_cores_as_devices()  # before JAX starts: on CPU, one device per core
     flagdefs.exit_on_error(run_from_flags, ValueError)
 
 

@@ -1,11 +1,22 @@
-"""Tests for lira_jax.train: vmapped training equals training alone; queries."""
+"""Tests for lira_jax.train: vmapped training equals training alone, in any block layout;
+queries; mixed precision; the automatic block size."""
+
+import dataclasses
 
 import jax
 import numpy as np
 import pytest
 
 from lira_jax.data import Query, keep_mask, load_dataset, query_set
-from lira_jax.train import Engine, TrainConfig, query_logits, steps_per_epoch
+from lira_jax.train import (
+    Engine,
+    TrainConfig,
+    auto_models_per_step,
+    backend_defaults,
+    bytes_per_model,
+    query_logits,
+    steps_per_epoch,
+)
 
 N = 96
 
@@ -43,6 +54,50 @@ def test_vmapped_block_equals_each_model_alone(setup):
         )
     # ...and training actually moved the models apart (different keys and subsets).
     assert np.abs(_flat(jax.tree.map(lambda p: p[0] - p[1], block))).max() > 1e-2
+
+
+def test_block_layout_does_not_change_the_models(setup):
+    ds, keep, engine = setup
+    default = engine.train(np.arange(4), keep)  # on CPU: one model after another (lax.map)
+    for chunk in (0, 3):  # a vmap over all 4; lax.map over 2 groups of 2 vmapped models
+        other = Engine(engine.config, ds.x_train, ds.y_train, engine.steps, model_chunk=chunk)
+        np.testing.assert_allclose(
+            _flat(other.train(np.arange(4), keep)), _flat(default), rtol=1e-4, atol=1e-5
+        )
+
+
+def test_bfloat16_compute_keeps_float32_params(setup):
+    ds, keep, engine = setup
+    config = dataclasses.replace(engine.config, compute_dtype="bfloat16")
+    bf16 = Engine(config, ds.x_train, ds.y_train, engine.steps)
+    seen = []
+    params = bf16.train(np.arange(2), keep[:2], progress=seen.append)
+    assert {p.dtype for p in jax.tree.leaves(params)} == {np.dtype(np.float32)}
+    assert np.isfinite(seen[-1]["loss"]).all()
+    f32 = _flat(engine.train(np.arange(2), keep[:2]))
+    diff = np.abs(_flat(params) - f32).max()
+    assert 0 < diff < 0.1  # bfloat16 rounding changes the models, a little
+
+
+def test_auto_models_per_step(setup):
+    ds, keep, engine = setup
+    config = engine.config
+    shape = ds.x_train.shape[1:]
+    state, work = bytes_per_model(config, shape)
+    assert state == 4 * 4 * sum(p.size for p in jax.tree.leaves(engine.init([0])[0]))
+    assert work > state  # activations of a 16-example step outweigh a tiny CNN
+    assert auto_models_per_step(config, shape, 5) == 5
+    assert auto_models_per_step(config, shape, 1000) == backend_defaults().models_per_device
+    # Memory caps the block: room for the working set of one chunk and 7 models' state.
+    budget = 4 * work + 7 * state
+    assert auto_models_per_step(config, shape, 1000, memory_budget=budget, model_chunk=4) == 7
+    assert auto_models_per_step(config, shape, 1000, memory_budget=1) == 1
+
+
+def test_keep_rows_must_match_the_models(setup):
+    ds, keep, engine = setup
+    with pytest.raises(ValueError, match=r"keep_rows has shape \(2, 96\).*\[3, 96\]"):
+        engine.train(np.arange(3), keep[:2])
 
 
 def test_out_examples_never_influence_a_model(setup):
@@ -99,3 +154,5 @@ def test_bad_config():
         TrainConfig(arch="cnn16", num_classes=10, epochs=0).validate()
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig(arch="cnn16", num_classes=10, learning_rate=-1).validate()
+    with pytest.raises(ValueError, match="compute_dtype='float16'.*bfloat16"):
+        TrainConfig(arch="cnn16", num_classes=10, compute_dtype="float16").validate()

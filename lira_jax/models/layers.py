@@ -1,12 +1,18 @@
 """Layers shared by the model zoo.
 
-Design notes: under `jax.vmap` over weights, XLA turns a convolution into a
-grouped convolution, which the CPU backend runs several times slower per model
-than one model alone. `Conv2D` therefore has two lowerings with the same
-parameters and the same result: "lax" (a plain convolution, best on GPUs/TPUs)
-and "patches" (im2col from shifted slices followed by a
-matmul, which vmaps into a batched matmul: fast on CPUs). "auto" picks by the
-default backend.
+Design notes: `Conv2D` has two lowerings with the same parameters and the same result
+(to float rounding): "lax" (`lax.conv_general_dilated`) and "patches" (im2col from k*k
+shifted slices, then one matmul). "auto" picks per backend, by measurement
+(`experiments/benchmark.py`):
+- CPU: "patches". XLA's CPU convolutions are slow in the backward pass (the kernel and
+  input gradients of a 3x3 convolution on small maps ran at ~2 GFLOP/s on 2 cores, the
+  patches matmuls at 40-60), and under `jax.vmap` over weights a convolution becomes a
+  grouped convolution, slower still. Trained digits CNNs: ~15x the model-epochs/s of
+  "lax" in the engine.
+- GPU/TPU: "lax" (cuDNN / the TPU convolution units; not measured in this repository's
+  CI, which has no accelerator: run the benchmark's lowering table on the device to
+  check).
+Pooling is written as reshape + max (see `max_pool_2x2`) for every backend.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ CONV_IMPLS = ("auto", "patches", "lax")
 
 
 def resolve_conv_impl(impl: str) -> str:
+    """ "patches" or "lax" for `impl` ("auto": by the default backend, see the module notes)."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"Unknown conv_impl {impl!r}; choose one of {CONV_IMPLS}.")
     if impl == "auto":
@@ -67,7 +74,25 @@ class Conv2D(nn.Module):
 
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
-    """2x2 max pooling; a no-op on a 1x1 map (tiny inputs such as 8x8 digits)."""
-    if x.shape[-3] < 2 or x.shape[-2] < 2:
+    """2x2 max pooling, stride 2, 'VALID' (an odd last row/column is dropped, as in
+    `nn.max_pool`); a no-op on a map smaller than 2x2 (tiny inputs such as 8x8 digits).
+
+    Written as crop + reshape + max rather than `nn.max_pool`: the forward is identical, and
+    the backward is an elementwise mask instead of `select_and_scatter`, which under `vmap`
+    XLA lowers to a scatter (the slowest op of a CPU training step, and 2-3x the compile
+    time). Where a window holds several equal maxima the gradient is split between them
+    instead of going to the first; after a ReLU such ties are zeros, whose gradient is
+    zero either way.
+
+    Args:
+      x: [..., H, W, C].
+
+    Returns:
+      [..., H // 2, W // 2, C].
+    """
+    h, w = x.shape[-3], x.shape[-2]
+    if h < 2 or w < 2:
         return x
-    return nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = x[..., : h // 2 * 2, : w // 2 * 2, :]
+    x = x.reshape(x.shape[:-3] + (h // 2, 2, w // 2, 2, x.shape[-1]))
+    return x.max(axis=(-4, -2))

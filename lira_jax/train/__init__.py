@@ -1,5 +1,34 @@
-"""Training: the vmapped multi-model engine and the logit queries."""
+"""Training: the multi-model engine (sharded over local devices), logit queries, and the
+split of model ranges over devices and processes."""
 
-from lira_jax.train.engine import Engine, TrainConfig, model_keys, query_logits, steps_per_epoch
+from lira_jax.train import sharding
+from lira_jax.train.engine import (
+    BACKEND_DEFAULTS,
+    COMPUTE_DTYPES,
+    Engine,
+    TrainConfig,
+    auto_models_per_step,
+    backend_defaults,
+    bytes_per_model,
+    model_keys,
+    query_logits,
+    steps_per_epoch,
+)
+from lira_jax.train.sharding import initialize_distributed, models_mesh, process_share
 
-__all__ = ["Engine", "TrainConfig", "model_keys", "query_logits", "steps_per_epoch"]
+__all__ = [
+    "BACKEND_DEFAULTS",
+    "COMPUTE_DTYPES",
+    "Engine",
+    "TrainConfig",
+    "auto_models_per_step",
+    "backend_defaults",
+    "bytes_per_model",
+    "initialize_distributed",
+    "model_keys",
+    "models_mesh",
+    "process_share",
+    "query_logits",
+    "sharding",
+    "steps_per_epoch",
+]

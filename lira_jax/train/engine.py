@@ -1,43 +1,102 @@
-"""The multi-model engine: trains a block of models at once with `jax.vmap`.
+"""The multi-model engine: trains a block of models at once, sharded over local devices.
 
 Design notes:
 - Everything a model does is a pure function of (config, its global model index,
   its keep row). Keys derive from the seed with `fold_in(key, model_index)`, so a
-  model trained inside a block of 64 equals the same model trained alone, and any
-  process can train any model range.
+  model trained inside a block of 64, on any number of devices, equals the same model
+  trained alone, and any process can train any model range.
 - A single model's epoch is written once (`_model_epoch`, a `lax.scan` over
-  steps) and vmapped over the models axis; the whole epoch runs in one `jit`
-  call. The Python loop is over epochs only (for progress reports).
+  steps); the whole epoch of a block runs in one `jit` call. The Python loop is over
+  epochs only (for progress reports).
+- Layout of a block (execution only; what a model computes does not depend on it beyond
+  float reassociation): the models axis is split over the devices of a 1-D mesh with axis
+  "models" (`jax.shard_map`; the dataset is replicated on every device, nothing is
+  communicated). On each device, `model_chunk` models are vmapped together and `lax.map`
+  loops over the chunks. On CPU one model at a time is fastest (measured: XLA's CPU
+  backend runs the batched matmuls of a vmap slower than the same matmuls alone, and the
+  activations of several models fall out of cache), so there the speed comes from the
+  lowering (`layers`: im2col matmuls, reshape pooling) and from running whole epochs of
+  whole blocks in one compiled call. On GPUs the device's whole share is vmapped at once.
+  A block whose size is not a multiple of the device count is padded with copies of its
+  last model, which are trained and dropped.
 - Each model only runs on its own examples: its epoch order puts its IN examples
   first, in a random order drawn from its key, and the epoch takes
   `steps_per_epoch * batch_size` indices from it. `steps_per_epoch` is fixed by
   the model with the most IN examples, so every model runs the same number of
-  steps; positions past a model's own IN count get weight 0 (a few per epoch),
-  and a step whose batch is all padding leaves the model unchanged.
+  steps; positions past a model's own IN count get weight 0 (the only forward/backward
+  work spent on examples a model does not train on), and a step whose batch is all
+  padding leaves the model unchanged (and, one model at a time, is skipped: `lax.cond`).
+- Mixed precision: `compute_dtype="bfloat16"` casts the params and the batch to bfloat16
+  for the forward and backward pass; params, optimizer state, the loss and its reduction
+  stay float32 (the gradient of the cast returns float32 gradients). Queries always run
+  in float32.
 - The dataset lives on the device once; batches are gathered from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from lira_jax.data import augment
 from lira_jax.models import get_model
+from lira_jax.train.sharding import MESH_AXIS, models_mesh, pad_models, padded_size
 
 PyTree = Any
 
 # Streams of the per-model keys, folded in before the model index.
 _INIT_STREAM, _DATA_STREAM = 0, 1
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendDefaults:
+    """Execution choices per backend, measured with `experiments/benchmark.py`.
+
+    Attributes:
+      model_chunk: models vmapped together on one device (None: all of the device's share).
+      models_per_device: preferred block size per device when memory allows.
+      memory_fraction: share of a device's memory a block may plan to use.
+    """
+
+    model_chunk: int | None
+    models_per_device: int
+    memory_fraction: float
+
+
+# CPU (2 cores, jax 0.10, cnn32 on 8x8 and 28x28 inputs, see BUILD_NOTES.md): one model at a
+# time is fastest (digits: ~1.3x a vmap over 4-8 models, ~1.7x a vmap over 32: batched
+# matmuls run slower than the same matmuls alone, and several models' activations fall out
+# of cache); with one CPU device per core (`sharding.use_cpu_cores_as_devices`), blocks past
+# 16 models per device gain nothing. GPU/TPU values are not measured here: the
+# whole device share is vmapped (one kernel per layer for all models), as many models as fit
+# in half the memory, up to 256 per device.
+BACKEND_DEFAULTS = {
+    "cpu": BackendDefaults(model_chunk=1, models_per_device=16, memory_fraction=0.25),
+    "gpu": BackendDefaults(model_chunk=None, models_per_device=256, memory_fraction=0.5),
+    "tpu": BackendDefaults(model_chunk=None, models_per_device=256, memory_fraction=0.5),
+}
+
+
+def backend_defaults(backend: str | None = None) -> BackendDefaults:
+    """The `BackendDefaults` of `backend` (default: JAX's default backend)."""
+    backend = backend or jax.default_backend()
+    return BACKEND_DEFAULTS.get(backend, BACKEND_DEFAULTS["gpu"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +116,8 @@ class TrainConfig:
       augment_mirror: random horizontal flips.
       seed: the run's seed; every key derives from it.
       conv_impl: "auto", "patches" or "lax" (see `lira_jax.models.layers`).
+      compute_dtype: "float32" or "bfloat16" (mixed precision: float32 params and
+        optimizer state, bfloat16 forward/backward). Changes the trained models.
     """
 
     arch: str
@@ -71,6 +132,7 @@ class TrainConfig:
     augment_mirror: bool = False
     seed: int = 0
     conv_impl: str = "auto"
+    compute_dtype: str = "float32"
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "num_classes"):
@@ -80,6 +142,10 @@ class TrainConfig:
             raise ValueError(f"learning_rate={self.learning_rate} must be > 0.")
         if self.augment_shift < 0:
             raise ValueError(f"augment_shift={self.augment_shift} must be >= 0.")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(
+                f"compute_dtype={self.compute_dtype!r}; choose one of {COMPUTE_DTYPES}."
+            )
 
 
 def model_keys(seed: int, model_indices: np.ndarray, stream: int) -> jax.Array:
@@ -93,6 +159,36 @@ def steps_per_epoch(keep: np.ndarray, batch_size: int) -> int:
     return max(1, math.ceil(int(keep.sum(1).max()) / batch_size))
 
 
+def _resolve_chunk(model_chunk: int | None, backend: str) -> int | None:
+    if model_chunk is None:
+        return backend_defaults(backend).model_chunk
+    if model_chunk < 0:
+        raise ValueError(f"model_chunk={model_chunk} must be >= 1, or 0 for a full vmap.")
+    return None if model_chunk == 0 else int(model_chunk)
+
+
+def map_models(fn: Callable, args: PyTree, chunk: int | None) -> PyTree:
+    """Applies `fn` to each model of `args` (leading models axis), `chunk` models at a time.
+
+    `chunk` None (or >= the number of models B) vmaps all models at once; 1 runs them one
+    after another (`lax.map`, no batching at all); otherwise `lax.map` over groups of k
+    vmapped models, k the largest divisor of B that is <= `chunk` (a remainder group would
+    compile the whole body a second time).
+    """
+    b = jax.tree.leaves(args)[0].shape[0]
+    if chunk is None or chunk >= b:
+        return jax.vmap(fn)(args)
+    k = max(d for d in range(1, chunk + 1) if b % d == 0)
+    if k == 1:
+        return jax.lax.map(fn, args)
+    return jax.lax.map(fn, args, batch_size=k)
+
+
+def tree_bytes(tree: PyTree) -> int:
+    """Bytes of the arrays (or `ShapeDtypeStruct`s) of a pytree."""
+    return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
+
+
 class Engine:
     """Trains blocks of models that share a `TrainConfig`, dataset and step count.
 
@@ -101,15 +197,34 @@ class Engine:
       x_train: [N, H, W, C] float32, the membership pool.
       y_train: [N] int labels the models train on.
       steps: steps per epoch (`steps_per_epoch(keep, batch_size)` of the whole run).
+      devices: devices the models axis is sharded over (default: all local devices).
+      model_chunk: models vmapped together per device (None: the backend's default, see
+        `BACKEND_DEFAULTS`; 0: all of a device's share; 1: one model at a time).
     """
 
-    def __init__(self, config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, steps: int):
+    def __init__(
+        self,
+        config: TrainConfig,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        steps: int,
+        *,
+        devices: Sequence[jax.Device] | None = None,
+        model_chunk: int | None = None,
+    ):
         config.validate()
         self.config = config
         self.model: nn.Module = get_model(config.arch, config.num_classes, config.conv_impl)
         self.steps = int(steps)
-        self.x = jnp.asarray(x_train)
-        self.y = jnp.asarray(y_train, dtype=jnp.int32)
+        self.mesh = models_mesh(devices)
+        self.num_devices = self.mesh.devices.size
+        backend = self.mesh.devices.flat[0].platform
+        self.model_chunk = _resolve_chunk(model_chunk, backend)
+        self.compute_dtype = jnp.dtype(config.compute_dtype)
+        replicated = NamedSharding(self.mesh, P())
+        self._models_sharding = NamedSharding(self.mesh, P(MESH_AXIS))
+        self.x = jax.device_put(jnp.asarray(x_train, jnp.float32), replicated)
+        self.y = jax.device_put(jnp.asarray(y_train, dtype=jnp.int32), replicated)
         total = config.epochs * self.steps
         schedule = optax.warmup_cosine_decay_schedule(
             0.0, config.learning_rate, min(int(config.warmup_epochs * self.steps), total - 1), total
@@ -118,24 +233,49 @@ class Engine:
             optax.add_decayed_weights(config.weight_decay),
             optax.sgd(schedule, momentum=config.momentum),
         )
-        self._init = jax.jit(jax.vmap(self._init_one))
-        self._epoch = jax.jit(jax.vmap(self._model_epoch, in_axes=(0, 0, 0, 0, None)))
+        self._compiled: dict[int, jax.stages.Compiled] = {}
+        models, rep = P(MESH_AXIS), P()
+        # Init runs once per block: compile it fast rather than well (one model at a time,
+        # and on CPU without LLVM optimisation: 1 s instead of 4-7 s of compiling the
+        # initialisers' random-number code; values equal to float rounding).
+        self._init = jax.jit(
+            jax.shard_map(
+                lambda keys: map_models(self._init_one, keys, 1),
+                mesh=self.mesh,
+                in_specs=models,
+                out_specs=models,
+                check_vma=False,  # no collectives: nothing to check
+            ),
+            compiler_options={"xla_backend_optimization_level": 0} if backend == "cpu" else None,
+        )
+        self._epoch = jax.jit(
+            jax.shard_map(
+                self._local_epoch,
+                mesh=self.mesh,
+                in_specs=(models, models, models, models, rep, rep, rep),
+                out_specs=models,
+                check_vma=False,  # no collectives: nothing to check
+            )
+        )
 
-    # -- one model (pure; vmapped above) --------------------------------------
+    # -- one model (pure; mapped over the models axis below) ---------------------
     def _init_one(self, key: jax.Array) -> tuple[PyTree, PyTree]:
-        params = self.model.init(key, self.x[:1])
+        params = self.model.init(key, jnp.zeros((1,) + self.x.shape[1:], jnp.float32))
         return params, self.optimizer.init(params)
 
     def _loss(self, params, x, y, w):
-        logits = self.model.apply(params, x)
+        if self.compute_dtype != jnp.float32:
+            params = jax.tree.map(lambda p: p.astype(self.compute_dtype), params)
+            x = x.astype(self.compute_dtype)
+        logits = self.model.apply(params, x).astype(jnp.float32)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         denom = jnp.maximum(w.sum(), 1.0)
         correct = (jnp.argmax(logits, -1) == y) * w
         return (ce * w).sum() / denom, correct.sum()
 
-    def _model_epoch(self, params, opt_state, data_key, keep_row, epoch):
+    def _model_epoch(self, params, opt_state, data_key, keep_row, epoch, x_all, y_all):
         """One epoch of one model. keep_row: [N] bool. Returns (params, opt_state, stats)."""
-        cfg, n = self.config, self.x.shape[0]
+        cfg, n = self.config, x_all.shape[0]
         span = self.steps * cfg.batch_size
         epoch_key = jax.random.fold_in(data_key, epoch)
         order_key, aug_key = jax.random.split(epoch_key)
@@ -147,25 +287,31 @@ class Engine:
         weight = (jnp.arange(span) < keep_row.sum()).astype(jnp.float32)
         weight = weight.reshape(self.steps, cfg.batch_size)
 
-        def step(carry, inputs):
+        def train_step(carry, step_idx, batch_idx, w):
             params, opt_state = carry
-            step_idx, batch_idx, w = inputs
             x = augment.random_augment(
                 jax.random.fold_in(aug_key, step_idx),
-                self.x[batch_idx],
+                x_all[batch_idx],
                 cfg.augment_shift,
                 cfg.augment_mirror,
             )
             (loss, correct), grads = jax.value_and_grad(self._loss, has_aux=True)(
-                params, x, self.y[batch_idx], w
+                params, x, y_all[batch_idx], w
             )
-            updates, new_opt = self.optimizer.update(grads, opt_state, params)
-            new_params = optax.apply_updates(params, updates)
-            has_data = w.sum() > 0
-            keep_old = lambda new, old: jnp.where(has_data, new, old)
-            params = jax.tree.map(keep_old, new_params, params)
-            opt_state = jax.tree.map(keep_old, new_opt, opt_state)
-            return (params, opt_state), (loss * w.sum(), correct)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), (loss * w.sum(), correct)
+
+        def step(carry, inputs):
+            step_idx, batch_idx, w = inputs
+            # A step whose batch is all padding leaves the model as it is. Unbatched (one
+            # model at a time, the CPU layout) `cond` skips its computation; under vmap it
+            # becomes a select of both branches.
+            return jax.lax.cond(
+                w.sum() > 0,
+                lambda c: train_step(c, step_idx, batch_idx, w),
+                lambda c: (c, (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))),
+                carry,
+            )
 
         (params, opt_state), (loss_sums, correct) = jax.lax.scan(
             step, (params, opt_state), (jnp.arange(self.steps), idx, weight)
@@ -173,10 +319,47 @@ class Engine:
         seen = jnp.maximum(weight.sum(), 1.0)
         return params, opt_state, {"loss": loss_sums.sum() / seen, "accuracy": correct.sum() / seen}
 
+    def _local_epoch(self, params, opt_state, data_keys, keep_rows, epoch, x_all, y_all):
+        """One epoch of one device's share of a block (inside `shard_map`)."""
+        one = lambda a: self._model_epoch(*a, epoch, x_all, y_all)
+        return map_models(one, (params, opt_state, data_keys, keep_rows), self.model_chunk)
+
     # -- a block of models ----------------------------------------------------
+    def padded_size(self, num_models: int) -> int:
+        """Block size after padding to a multiple of the device count."""
+        return padded_size(num_models, self.num_devices)
+
+    def _on_mesh(self, a) -> jax.Array:
+        return jax.device_put(a, self._models_sharding)
+
+    def compile(self, num_models: int) -> jax.stages.Compiled:
+        """The compiled epoch for a block of `num_models` models (cached per padded size).
+
+        Training compiles on first use; calling this first separates compile time from
+        training time and gives XLA's `memory_analysis()` of the block (benchmark).
+        """
+        size = self.padded_size(num_models)
+        if size not in self._compiled:
+            models = self._models_sharding
+            keys = jax.ShapeDtypeStruct((size, 2), jnp.uint32, sharding=models)
+            state = jax.eval_shape(self._init, keys)
+            state = jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=models), state
+            )
+            keep = jax.ShapeDtypeStruct((size, self.x.shape[0]), jnp.bool_, sharding=models)
+            epoch = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(self.mesh, P()))
+            lowered = self._epoch.lower(*state, keys, keep, epoch, self.x, self.y)
+            self._compiled[size] = lowered.compile()
+        return self._compiled[size]
+
     def init(self, model_indices: np.ndarray) -> tuple[PyTree, PyTree]:
-        """Stacked params and optimizer states for the given global model indices."""
-        return self._init(model_keys(self.config.seed, model_indices, _INIT_STREAM))
+        """Stacked params and optimizer states for the given global model indices.
+
+        Returns arrays sharded over the mesh, with a leading axis padded to
+        `padded_size(len(model_indices))` (copies of the last model).
+        """
+        indices = pad_models(np.asarray(model_indices), self.padded_size(len(model_indices)))
+        return self._init(self._on_mesh(model_keys(self.config.seed, indices, _INIT_STREAM)))
 
     def train(
         self,
@@ -190,31 +373,180 @@ class Engine:
           model_indices: [B] global model indices (seed keys derive from them).
           keep_rows: [B, N] bool, the rows of the run's keep mask for those models.
           progress: optional callback, called after each epoch with a dict
-            (epoch, loss [B], accuracy [B], examples_per_second).
+            (epoch, loss [B], accuracy [B], examples_per_second, seconds).
 
         Returns:
           Stacked params, leading axis B.
+
+        Raises:
+          ValueError: `keep_rows` does not have shape [B, N].
         """
-        model_indices = np.asarray(model_indices)
-        keep_rows = jnp.asarray(keep_rows, dtype=bool)
+        model_indices = np.asarray(model_indices).reshape(-1)
+        keep_rows = np.asarray(keep_rows, dtype=bool)
+        b, n = model_indices.shape[0], self.x.shape[0]
+        if b == 0 or keep_rows.shape != (b, n):
+            raise ValueError(
+                f"keep_rows has shape {keep_rows.shape}; it must be [B, N] = [{b}, {n}]: one "
+                "row of the run's keep mask per model index (B >= 1)."
+            )
+        size = self.padded_size(b)
         params, opt_state = self.init(model_indices)
-        data_keys = model_keys(self.config.seed, model_indices, _DATA_STREAM)
+        data_keys = model_keys(self.config.seed, pad_models(model_indices, size), _DATA_STREAM)
+        data_keys = self._on_mesh(data_keys)
+        keep_dev = self._on_mesh(pad_models(keep_rows, size))
+        examples = float(keep_rows.sum())
+        epoch_fn = self.compile(size)
         for epoch in range(self.config.epochs):
             start = time.perf_counter()
-            params, opt_state, stats = self._epoch(params, opt_state, data_keys, keep_rows, epoch)
+            epoch_index = jax.device_put(jnp.int32(epoch), NamedSharding(self.mesh, P()))
+            params, opt_state, stats = epoch_fn(
+                params, opt_state, data_keys, keep_dev, epoch_index, self.x, self.y
+            )
             if progress is not None:
                 jax.block_until_ready(stats)
                 seconds = time.perf_counter() - start
-                examples = float(keep_rows.sum())
                 progress(
                     {
                         "epoch": epoch + 1,
-                        "loss": np.asarray(stats["loss"]),
-                        "accuracy": np.asarray(stats["accuracy"]),
+                        "loss": np.asarray(stats["loss"])[:b],
+                        "accuracy": np.asarray(stats["accuracy"])[:b],
                         "examples_per_second": examples / max(seconds, 1e-9),
+                        "seconds": seconds,
                     }
                 )
-        return params
+        if size == b:
+            return params
+        return jax.tree.map(lambda p: p[:b], params)
+
+
+def default_memory_budget(device: jax.Device | None = None) -> int:
+    """Bytes a block may plan to use on `device` (the backend's `memory_fraction` of it).
+
+    GPUs/TPUs: of `memory_stats()["bytes_limit"]`; CPU (no memory stats): of the host's
+    physical memory, divided among its CPU devices.
+    """
+    device = device or jax.local_devices()[0]
+    fraction = backend_defaults(device.platform).memory_fraction
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory stats raise various errors
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"] * fraction)
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(physical * fraction / max(1, len(jax.local_devices(backend=device.platform))))
+
+
+def bytes_per_model(config: TrainConfig, image_shape: Sequence[int]) -> tuple[int, int]:
+    """Estimated device bytes of one model in a block: (state, training working set).
+
+    `state` (params, gradients, momentum, update: 4 copies of the params) is held for
+    every model of a block; the working set (every intermediate of one training step on
+    `batch_size` examples: an upper bound, since XLA reuses buffers) only for the models
+    computed at once (`model_chunk` per device). Traced with `jax.eval_shape` /
+    `jax.make_jaxpr`: no compilation, no device memory.
+
+    Returns:
+      (state_bytes, work_bytes).
+    """
+    model = get_model(config.arch, config.num_classes, config.conv_impl)
+    x = jax.ShapeDtypeStruct((config.batch_size, *image_shape), jnp.dtype(config.compute_dtype))
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(x.shape)))
+    state = 4 * tree_bytes(params)
+
+    def loss(p, xb):
+        return model.apply(p, xb).astype(jnp.float32).sum()
+
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x)
+    work = 0
+    for eqn in _all_eqns(jaxpr.jaxpr):
+        for v in eqn.outvars:
+            aval = v.aval
+            if hasattr(aval, "shape"):
+                work += int(np.prod(aval.shape)) * np.dtype(aval.dtype).itemsize
+    return state, work
+
+
+def _all_eqns(jaxpr):
+    """Every equation of a jaxpr and of the jaxprs nested in it (pjit, custom_vjp, ...)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _all_eqns(sub)
+
+
+def auto_models_per_step(
+    config: TrainConfig,
+    image_shape: Sequence[int],
+    num_models: int,
+    *,
+    devices: Sequence[jax.Device] | None = None,
+    model_chunk: int | None = None,
+    memory_budget: int | None = None,
+) -> int:
+    """The block size to use when the user does not set one.
+
+    Rule: `min(num_models, D * models_per_device[backend], memory cap)`, rounded down to a
+    multiple of the device count D (at least D, and never more than `num_models` rounded
+    up to a multiple of D). The memory cap is `D * (budget - live_chunk * work) / state`,
+    from `bytes_per_model`, with `live_chunk` the models computed at once per device
+    (`model_chunk`, or the whole share for a full vmap, in which case the cap is
+    `D * budget / (state + work)`). `models_per_device` is the measured point past which
+    larger blocks gain nothing (see `BACKEND_DEFAULTS`; the benchmark's block-size sweep).
+
+    Args:
+      config: the run's `TrainConfig`.
+      image_shape: [H, W, C] of one example.
+      num_models: models left to train in this process's range.
+      devices: the devices of the mesh (default: all local devices).
+      model_chunk: as in `Engine` (None: the backend's default).
+      memory_budget: bytes per device (default: `default_memory_budget`).
+
+    Returns:
+      Models per block, >= 1.
+    """
+    devices = list(jax.local_devices() if devices is None else devices)
+    d = len(devices)
+    backend = devices[0].platform
+    chunk = _resolve_chunk(model_chunk, backend)
+    prefer = backend_defaults(backend).models_per_device
+    budget = memory_budget if memory_budget is not None else default_memory_budget(devices[0])
+    state, work = _cached_bytes_per_model(config, tuple(image_shape))
+    if chunk is None:
+        per_device = budget // max(1, state + work)
+    else:
+        per_device = (budget - chunk * work) // max(1, state)
+    per_device = max(1, min(prefer, int(per_device)))
+    wanted = min(int(num_models), per_device * d)
+    return max(d, wanted // d * d) if num_models >= d else d
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_bytes_per_model(config: TrainConfig, image_shape: tuple[int, ...]) -> tuple[int, int]:
+    return bytes_per_model(config, image_shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _query_fn(model: nn.Module, queries: tuple, mesh: Mesh, model_chunk: int | None) -> Callable:
+    """The jitted query function for one (model, query set, mesh, chunk): compiled once per
+    shape, not once per block."""
+
+    def local(params, xb):
+        views = jnp.stack([augment.apply_query(xb, q) for q in queries])  # [A, n, ...]
+        flat = views.reshape((-1,) + xb.shape[1:])
+        out = map_models(lambda p: model.apply(p, flat), params, model_chunk)  # [B, A*n, C]
+        return out.reshape(out.shape[0], len(queries), xb.shape[0], -1).transpose(0, 2, 1, 3)
+
+    return jax.jit(
+        jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(P(MESH_AXIS), P()),
+            out_specs=P(MESH_AXIS),
+            check_vma=False,
+        )
+    )
 
 
 def query_logits(
@@ -223,6 +555,9 @@ def query_logits(
     x: np.ndarray,
     queries: tuple[augment.Query, ...],
     chunk: int = 1024,
+    *,
+    devices: Sequence[jax.Device] | None = None,
+    model_chunk: int | None = None,
 ) -> np.ndarray:
     """Logits of every model on every example under every query.
 
@@ -232,24 +567,29 @@ def query_logits(
       x: [N, H, W, C] examples.
       queries: the fixed query set (A queries).
       chunk: examples per device call.
+      devices: devices the models axis is sharded over (default: all local devices).
+      model_chunk: models evaluated together per device (as in `Engine`).
 
     Returns:
       [B, N, A, C] float32 numpy array.
     """
-
-    @jax.jit
-    def run(params, xb):
-        views = jnp.stack([augment.apply_query(xb, q) for q in queries])  # [A, n, ...]
-        flat = views.reshape((-1,) + xb.shape[1:])
-        out = jax.vmap(lambda p: model.apply(p, flat))(params)  # [B, A*n, C]
-        return out.reshape(out.shape[0], len(queries), xb.shape[0], -1).transpose(0, 2, 1, 3)
-
+    mesh = models_mesh(devices)
+    d = mesh.devices.size
+    chunk_models = _resolve_chunk(model_chunk, mesh.devices.flat[0].platform)
+    run = _query_fn(model, tuple(queries), mesh, chunk_models)
+    b = jax.tree.leaves(params)[0].shape[0]
+    size = padded_size(b, d)
+    if size != b:  # pad with copies of the last model; dropped below
+        params = jax.tree.map(
+            lambda p: jnp.concatenate([p, jnp.repeat(p[-1:], size - b, axis=0)]), params
+        )
+    params = jax.device_put(params, NamedSharding(mesh, P(MESH_AXIS)))
     parts = []
     for s in range(0, x.shape[0], chunk):
         xb = x[s : s + chunk]
         if xb.shape[0] < chunk and x.shape[0] > chunk:  # pad the tail: one compiled shape
             pad = np.concatenate([xb, np.zeros((chunk - xb.shape[0],) + xb.shape[1:], xb.dtype)])
-            parts.append(np.asarray(run(params, pad))[:, : xb.shape[0]])
+            parts.append(np.asarray(run(params, pad))[:b, : xb.shape[0]])
         else:
-            parts.append(np.asarray(run(params, xb)))
+            parts.append(np.asarray(run(params, xb))[:b])
     return np.concatenate(parts, axis=1).astype(np.float32)
