@@ -30,6 +30,7 @@ from lira_jax.train import (
     sharding,
     steps_per_epoch,
 )
+from lira_jax.train.checkpoint import BlockCheckpointer
 
 _DATASET = flags.DEFINE_string(
     "dataset", "digits", f"Dataset name, one of {datasets.dataset_names()}."
@@ -76,6 +77,12 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl", "auto", CONV_IMPLS, "Convolution lowering (auto: patches on CPU, lax else)."
+)
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every",
+    5,
+    "Save each block's training state every N epochs (0: never); a "
+    "killed job re-run with the same command resumes from it.",
 )
 _LOGITS_DTYPE = flags.DEFINE_enum(
     "logits_dtype", "float32", ["float32", "float16"], "Storage dtype of the logits."
@@ -160,6 +167,7 @@ def train_shadows(
     models_per_step: int | None = None,
     conv_impl: str = "auto",
     logits_dtype: str = "float32",
+    checkpoint_every: int = 5,
     log: Callable[[str], None] = logging.info,
 ) -> store_lib.LogitStore:
     """Trains the models of `model_range` that the store does not have yet and writes them.
@@ -172,6 +180,8 @@ def train_shadows(
       models_per_step: models trained at once (default min(32, models in the range)).
       conv_impl: convolution lowering, see `lira_jax.models.layers`.
       logits_dtype: "float32" or "float16".
+      checkpoint_every: save a block's training state to `workdir/checkpoints` every this
+        many epochs (0: never); a re-run resumes the block from its latest checkpoint.
       log: where progress lines go.
 
     Returns:
@@ -193,6 +203,8 @@ def train_shadows(
     start, stop = parse_model_range(model_range, num_models)
     if models_per_step is not None and models_per_step < 1:
         raise ValueError(f"--models_per_step={models_per_step} must be >= 1.")
+    if checkpoint_every < 0:
+        raise ValueError(f"--checkpoint_every={checkpoint_every} must be >= 0 (0: never).")
 
     train_config = TrainConfig(
         arch=config["arch"],
@@ -271,7 +283,14 @@ def train_shadows(
                 if not np.isin(block, store.missing_models()).all():
                     skipped.append((b0, b1))  # Another job wrote part of it meanwhile.
                     continue
-                params = engine.train(block, keep[block], progress=progress)
+                ckpt = BlockCheckpointer(
+                    Path(workdir) / "checkpoints",
+                    store.metadata["config_fingerprint"],
+                    b0,
+                    b1,
+                    checkpoint_every,
+                )
+                params = engine.train(block, keep[block], progress=progress, checkpointer=ckpt)
                 logits = query_logits(engine.model, params, ds.x_train, queries)
                 test_logits = query_logits(engine.model, params, ds.x_test, identity)[:, :, 0]
                 correct = logits[:, :, 0].argmax(-1) == ds.y_train
@@ -290,6 +309,7 @@ def train_shadows(
                     },
                     test_logits=test_logits if config["store_test_logits"] else None,
                 )
+                ckpt.remove()  # The block is in the store: its checkpoints are done with.
         except store_lib.BlockClaimedError as e:
             log(f"skipping models [{b0}, {b1}): {e}")
             skipped.append((b0, b1))
@@ -344,6 +364,7 @@ def run_from_flags() -> store_lib.LogitStore:
         models_per_step=_MODELS_PER_STEP.value,
         conv_impl=_CONV_IMPL.value,
         logits_dtype=_LOGITS_DTYPE.value,
+        checkpoint_every=_CHECKPOINT_EVERY.value,
     )
 
 

@@ -2,7 +2,8 @@
 
 Design notes: `Conv2D` has two lowerings with the same parameters and the same result
 (to float rounding): "lax" (`lax.conv_general_dilated`) and "patches" (im2col from k*k
-shifted slices, then one matmul). "auto" picks per backend, by measurement
+shifted slices, then one matmul; on a map with fewer positions than the window, such as
+2x2 under 3x3, one matmul with the unrolled kernel instead, skipping the padding zeros). "auto" picks per backend, by measurement
 (`experiments/benchmark.py`):
 - CPU: "patches". XLA's CPU convolutions are slow in the backward pass (the kernel and
   input gradients of a 3x3 convolution on small maps ran at ~2 GFLOP/s on 2 cores, the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 CONV_IMPLS = ("auto", "patches", "lax")
 
@@ -47,6 +49,28 @@ def _patches(x: jnp.ndarray, k: int) -> jnp.ndarray:
     return jnp.concatenate(views, axis=-1)
 
 
+def _unrolled_kernel(kernel: jnp.ndarray, h: int, w: int) -> jnp.ndarray:
+    """The 'SAME' convolution on an h x w map as one matrix: [h*w*C_in, h*w*C_out].
+
+    Entry ((p, c), (q, f)) is the kernel tap that connects input position p to output
+    position q (zero where p is outside q's window). Built with a constant one-hot
+    [h*w, h*w, k*k] selection, so gradients flow back to the kernel.
+    """
+    k, c, f = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    lo = (k - 1) // 2
+    select = np.zeros((h * w, h * w, k * k), np.float32)
+    for qy in range(h):
+        for qx in range(w):
+            for i in range(k):
+                for j in range(k):
+                    py, px = qy + i - lo, qx + j - lo
+                    if 0 <= py < h and 0 <= px < w:
+                        select[py * w + px, qy * w + qx, i * k + j] = 1.0
+    select = jnp.asarray(select, kernel.dtype)
+    taps = jnp.einsum("pqt,tcf->pcqf", select, kernel.reshape(k * k, c, f))
+    return taps.reshape(h * w * c, h * w * f)
+
+
 class Conv2D(nn.Module):
     """3x3 (or k x k) 'SAME' convolution, stride 1, kernel [k, k, C_in, C_out]."""
 
@@ -60,7 +84,14 @@ class Conv2D(nn.Module):
         k, c = self.kernel_size, x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, c, self.features))
         kernel = kernel.astype(x.dtype)
-        if resolve_conv_impl(self.impl) == "patches":
+        h, w = x.shape[-3], x.shape[-2]
+        if resolve_conv_impl(self.impl) == "patches" and h * w < k * k:
+            # A map with fewer positions than the window has (2x2 under 3x3): every output
+            # sees the whole map, and im2col would be mostly padding zeros. One matmul with
+            # the unrolled kernel does only the real multiply-adds (4 of 9 taps on 2x2).
+            flat = x.reshape(x.shape[:-3] + (h * w * c,))
+            y = (flat @ _unrolled_kernel(kernel, h, w)).reshape(x.shape[:-1] + (self.features,))
+        elif resolve_conv_impl(self.impl) == "patches":
             y = jnp.einsum(
                 "bhwp,pf->bhwf", _patches(x, k), kernel.reshape(k * k * c, self.features)
             )

@@ -65,7 +65,12 @@ class BlockCheckpointer:
         abstract = jax.tree.map(
             ocp.utils.to_shape_dtype_struct, {"params": like[0], "opt_state": like[1]}
         )
-        state = self._mgr().restore(step, args=ocp.args.StandardRestore(abstract))
+        try:
+            state = self._mgr().restore(step, args=ocp.args.StandardRestore(abstract))
+        except (ValueError, TypeError, KeyError):
+            # A state of another shape (e.g. a different device count pads blocks
+            # differently): start the block afresh rather than restore something wrong.
+            return None
         return int(step), state["params"], state["opt_state"]
 
     def maybe_save(self, epoch: int, params: PyTree, opt_state: PyTree, last: bool) -> bool:

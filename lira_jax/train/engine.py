@@ -366,14 +366,19 @@ class Engine:
         model_indices: np.ndarray,
         keep_rows: np.ndarray,
         progress: Callable[[dict], None] | None = None,
+        checkpointer: Any = None,
     ) -> PyTree:
-        """Trains models `model_indices` (their keep rows [B, N]) from scratch.
+        """Trains models `model_indices` (their keep rows [B, N]) from scratch or a checkpoint.
 
         Args:
           model_indices: [B] global model indices (seed keys derive from them).
           keep_rows: [B, N] bool, the rows of the run's keep mask for those models.
           progress: optional callback, called after each epoch with a dict
             (epoch, loss [B], accuracy [B], examples_per_second, seconds).
+          checkpointer: optional `lira_jax.train.checkpoint.BlockCheckpointer` of this
+            block: training resumes after its latest saved epoch and saves as it goes.
+            Every random choice of an epoch derives from (model key, epoch), so a resumed
+            block ends exactly where an uninterrupted one does.
 
         Returns:
           Stacked params, leading axis B.
@@ -396,7 +401,12 @@ class Engine:
         keep_dev = self._on_mesh(pad_models(keep_rows, size))
         examples = float(keep_rows.sum())
         epoch_fn = self.compile(size)
-        for epoch in range(self.config.epochs):
+        first = 0
+        if checkpointer is not None:
+            restored = checkpointer.restore((params, opt_state))
+            if restored is not None:
+                first, params, opt_state = restored
+        for epoch in range(first, self.config.epochs):
             start = time.perf_counter()
             epoch_index = jax.device_put(jnp.int32(epoch), NamedSharding(self.mesh, P()))
             params, opt_state, stats = epoch_fn(
@@ -413,6 +423,10 @@ class Engine:
                         "examples_per_second": examples / max(seconds, 1e-9),
                         "seconds": seconds,
                     }
+                )
+            if checkpointer is not None:
+                checkpointer.maybe_save(
+                    epoch + 1, params, opt_state, last=epoch + 1 == self.config.epochs
                 )
         if size == b:
             return params
