@@ -3,8 +3,8 @@
 Design notes: `Conv2D` has two lowerings with the same parameters and the same result
 (to float rounding): "lax" (`lax.conv_general_dilated`) and "patches" (im2col from k*k
 shifted slices, then one matmul; on a map with fewer positions than the window, such as
-2x2 under 3x3, one matmul with the unrolled kernel instead, skipping the padding zeros). "auto" picks per backend, by measurement
-(`experiments/benchmark.py`):
+2x2 under 3x3, one matmul with the unrolled kernel instead, skipping the padding zeros).
+"auto" picks per backend, by measurement (`experiments/benchmark.py`):
 - CPU: "patches". XLA's CPU convolutions are slow in the backward pass (the kernel and
   input gradients of a 3x3 convolution on small maps ran at ~2 GFLOP/s on 2 cores, the
   patches matmuls at 40-60), and under `jax.vmap` over weights a convolution becomes a
