@@ -1,27 +1,36 @@
 r"""Throughput of the multi-model engine against a one-model-at-a-time flax loop.
 
     python -m experiments.benchmark
-    # CPU (default): digits 8x8 and digits upsampled to 28x28, cnn32; ~8-10 min on 2 cores.
+    # CPU (default): digits 8x8 and digits upsampled to 28x28, cnn32; ~6-8 min on 2 cores.
     # Prints Markdown tables: model-epochs/s of the engine for M = 1, 8, 32, 128 models and
     # of a plain flax/optax loop training the same models one at a time, their ratio, the
     # engine's useful FLOP/s as a fraction of a measured 2048x2048 matmul, block memory;
-    # a block-size sweep; convolution lowerings; float32 vs bfloat16 accuracy.
+    # a block-size sweep; a head-to-head of the two trainers run alternately; convolution
+    # lowerings and model mappings; float32 vs bfloat16 accuracy.
     python -m experiments.benchmark --settings=cifar_synth    # GPU: CIFAR-shaped 32x32x3
 
-Timing: compilation is separated (`Engine.compile`, a warm-up step for the flax loop) and
-reported on its own; the rest is wall-clock time of whole `Engine.train` calls (init,
-every epoch, waiting for the device) and of the flax loop's epochs. Ratios are measured
-side by side in one process, so a shared machine's load affects both; the load average
-is printed.
+Setup: like train_shadows, the binary splits the host CPU into one JAX device per core
+before JAX starts (`sharding.use_cpu_cores_as_devices`); the engine shards models over
+them, the flax loop runs on device 0 as a user's script would (its jitted step still uses
+every core through XLA's intra-op threads).
+
+Timing: compilation is separated (`Engine.compile`, a warm-up step per batch shape for the
+flax loop) and reported on its own; the rest is wall-clock time of whole `Engine.train`
+calls (init, every epoch, waiting for the device) and of the flax loop's epochs. Ratios
+are measured side by side in one process; on a shared machine the load changes under
+them, so the flax loop runs at the start and the end of each setting (the faster is the
+reference: a conservative ratio) and a head-to-head table alternates the two trainers
+and reports the median ratio. The load average is printed.
 
 FLOP accounting (useful work only): the forward FLOPs of one example are counted from the
 model (2 x the multiply-adds of every convolution and dense layer, the usual convention
 that counts a 'SAME' convolution's border positions in full), x 3 for forward + backward,
 x the number of examples each model trains on per epoch (its IN examples). The engine
-computes `steps * batch_size` example slots per model and epoch: its IN examples, then
-weight-0 padding in the last step (reported as "padding"); no OUT example is ever
-forwarded. XLA's own count of one compiled step (`cost_analysis`, which counts a loop
-body once) is printed as a check that a step costs 3 x forward x batch_size, not x N.
+gathers each model's own examples: `steps * batch_size` slots per model and epoch, its IN
+examples first, then weight-0 padding (one model at a time, steps that are all padding are
+skipped); no OUT example is ever forwarded. The padding share is printed and not counted.
+XLA's count of one compiled step (`cost_analysis`, which counts a loop body once) is
+printed as a check that a step costs ~3 x forward x batch_size, not x N.
 """
 
 from __future__ import annotations
@@ -69,6 +78,9 @@ _BASELINE_MODELS = flags.DEFINE_integer(
 )
 _LOWERING_MODELS = flags.DEFINE_integer(
     "lowering_models", 8, "M of the convolution-lowering comparison (first setting only)."
+)
+_ROUNDS = flags.DEFINE_integer(
+    "rounds", 3, "Head-to-head rounds (flax loop, engine alternately) per setting."
 )
 _PRECISION = flags.DEFINE_bool(
     "precision", True, "Compare float32 and bfloat16 compute on digits (accuracy)."
@@ -159,15 +171,26 @@ def forward_flops_per_example(arch: str, num_classes: int, image_shape: Sequence
     return 2 * macs
 
 
-def xla_forward_flops(arch: str, num_classes: int, image_shape: Sequence[int]) -> float:
-    """XLA's `cost_analysis` FLOPs of one example's forward pass (plain convolutions)."""
-    model = get_model(arch, num_classes, "lax")
-    x = jnp.zeros((1, *image_shape), jnp.float32)
-    params = model.init(jax.random.PRNGKey(0), x)
-    return float(jax.jit(model.apply).lower(params, x).compile().cost_analysis()["flops"])
+def xla_forward_flops(
+    arch: str,
+    num_classes: int,
+    image_shape: Sequence[int],
+    conv_impl: str = "lax",
+    batch: int = 128,
+) -> float:
+    """XLA's `cost_analysis` FLOPs per example of a forward pass on `batch` examples.
+
+    Per batch, not per single example: a lowering may have per-call work (the unrolled
+    kernel of a small map is built once per call, not per example).
+    """
+    model = get_model(arch, num_classes, conv_impl)
+    x = jnp.zeros((batch, *image_shape), jnp.float32)
+    params = model.init(jax.random.PRNGKey(0), x[:1])
+    cost = jax.jit(model.apply).lower(params, x).compile().cost_analysis()
+    return float(cost["flops"]) / batch
 
 
-def matmul_peak(n: int = 2048, reps: int = 10) -> float:
+def matmul_peak(n: int = 2048, reps: int = 30) -> float:
     """FLOP/s of the best of `reps` n x n float32 matmuls on the default device."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     f = jax.jit(lambda a: a @ a)
@@ -262,8 +285,9 @@ def run_engine(
     t = time.perf_counter()
     sizes = {min(block, num_models - s) for s in starts}
     compiled = {b: engine.compile(b) for b in sizes}
-    for b in sizes:  # the init of each block shape is compiled here too
-        jax.block_until_ready(engine.init(np.arange(b)))
+    for b in sizes:  # init, keys and unpadding of each block shape are compiled here too
+        params, _ = engine.init(np.arange(b))
+        jax.block_until_ready((engine.unpad(params, b), engine_lib.model_keys(0, np.arange(b), 1)))
     compile_s = time.perf_counter() - t
     t = time.perf_counter()
     params = []
@@ -382,9 +406,23 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _or_oom(run, label: str, models: int, block: int) -> Result:
+    """`run()`'s Result, or a row saying the configuration did not fit in device memory."""
+    try:
+        return run()[0]
+    except Exception as e:  # XLA reports an allocation failure as a runtime error
+        if "RESOURCE_EXHAUSTED" not in str(e) and "out of memory" not in str(e).lower():
+            raise
+        nan = float("nan")
+        return Result(f"{label} (out of memory)", models, block, nan, nan, nan, nan)
+
+
 def result_rows(results: list[Result], baseline: Result, peak: float) -> list[list[str]]:
     rows = []
     for r in results:
+        if np.isnan(r.seconds):
+            rows.append([r.trainer, str(r.models), str(r.block)] + ["-"] * 7)
+            continue
         flops = r.useful_flops / r.seconds
         rows.append(
             [
@@ -427,6 +465,7 @@ def benchmark_setting(
     blocks: Sequence[int],
     baseline_models: int,
     lowering_models: int,
+    rounds: int = 3,
 ) -> dict:
     """Runs the sweeps of one setting; appends Markdown to `out`; returns the results."""
     data = load_setting_data(setting)
@@ -436,8 +475,8 @@ def benchmark_setting(
     keep = keep_mask(0, m_max, n, 0.5)
     fwd = forward_flops_per_example(setting.arch, 10, x.shape[1:])
     xla_fwd = xla_forward_flops(setting.arch, 10, x.shape[1:])
+    xla_fwd_engine = xla_forward_flops(setting.arch, 10, x.shape[1:], "auto", setting.batch_size)
     steps = engine_lib.steps_per_epoch(keep, setting.batch_size)
-    slots = steps * setting.batch_size
     n_in = keep.sum(1)
 
     # The flax loop runs first and last; the faster of the two is the reference, so that a
@@ -452,11 +491,30 @@ def benchmark_setting(
     sweep = []
     for b in blocks:
         if b <= m_top:
-            r, _ = run_engine(setting, data, keep, m_top, b, epochs, fwd, engine=engine)
+            r = _or_oom(
+                lambda b=b: run_engine(setting, data, keep, m_top, b, epochs, fwd, engine=engine),
+                "engine",
+                m_top,
+                b,
+            )
             sweep.append(r)
     last = run_flax_loop(setting, data, keep, baseline_models, epochs, fwd)
     baseline = max(first, last, key=lambda r: r.rate)
     results.insert(0, baseline)
+    # Head to head: the flax loop and the engine (auto block) alternately, `rounds` times;
+    # the median of the per-round ratios is robust to a load that drifts during the run.
+    m_h2h = min(32, m_top)
+    pairs = []
+    for _ in range(rounds):
+        a = run_flax_loop(setting, data, keep, baseline_models, epochs, fwd)
+        b, _ = run_engine(setting, data, keep, m_h2h, None, epochs, fwd, engine=engine)
+        pairs.append((a.rate, b.rate))
+    # Slots the engine computes per model and epoch: all `steps` of the run under a vmap;
+    # one model at a time (CPU), steps that are all padding are skipped (`lax.cond`).
+    if engine.model_chunk == 1:
+        slots = float(np.mean(np.ceil(n_in / setting.batch_size))) * setting.batch_size
+    else:
+        slots = float(steps * setting.batch_size)
     config = train_config(setting, epochs)
     auto_block = engine_lib.auto_models_per_step(config, x.shape[1:], m_max)
     state_b, work_b = engine_lib.bytes_per_model(config, x.shape[1:])
@@ -472,12 +530,16 @@ def benchmark_setting(
         f"\nFLOPs: forward {fwd / 1e6:.3f} MFLOP/example counted from the model (XLA "
         f"cost_analysis of the plain-conv forward, which skips border zeros: "
         f"{xla_fwd / 1e6:.3f}); x3 for forward+backward. Each model trains on "
-        f"{n_in.mean():.0f} IN examples/epoch (of N={n}); the engine computes {steps} steps x "
-        f"{setting.batch_size} = {slots} slots/model/epoch, so padding is "
+        f"{n_in.mean():.0f} IN examples/epoch (of N={n}, at most {n_in.max()}: {steps} steps "
+        f"of {setting.batch_size} per epoch for every model); the engine computes "
+        f"{slots:.0f} example slots/model/epoch on average, so padding is "
         f"{100 * (1 - n_in.mean() / slots):.1f}% of its work (not counted as useful) and no "
         f"OUT example is forwarded. XLA's count of one compiled step of one model: "
-        f"{step_cost / 1e9:.3f} GFLOP = {step_cost / (fwd * setting.batch_size):.2f} x "
-        f"forward x batch_size (a loop body is counted once). The flax loop ran at the "
+        f"{step_cost / 1e9:.3f} GFLOP = {step_cost / (xla_fwd_engine * setting.batch_size):.2f}"
+        f" x batch_size x XLA's count of the engine's forward ({xla_fwd_engine / 1e6:.3f} "
+        f"MFLOP/example with its lowering, '{_resolved_conv()}', which on maps smaller than "
+        f"the window skips padding taps), so a step trains on batch_size examples, not N (a "
+        f"loop body is counted once). The flax loop ran at the "
         f"start and the end of this setting: {first.rate:.2f} and {last.rate:.2f} "
         f"model-epochs/s; the faster is the reference."
     )
@@ -491,6 +553,19 @@ def benchmark_setting(
     if sweep:
         out.append(f"\n#### {setting.name}: block size (models per step) at M={m_top}\n")
         out.append(table(result_rows(sweep, baseline, peak), HEADER))
+    ratios = [e / f for f, e in pairs]
+    rows = [[str(i + 1), f"{f:.2f}", f"{e:.2f}", f"{e / f:.1f}x"] for i, (f, e) in enumerate(pairs)]
+    rows.append(["median", "", "", f"**{float(np.median(ratios)):.1f}x**"])
+    out.append(
+        f"\n#### {setting.name}: head to head, alternating (flax loop on {baseline_models} "
+        f"models, engine on M={m_h2h}, auto block)\n"
+    )
+    out.append(
+        table(
+            rows,
+            ["round", "flax loop model-epochs/s", "engine model-epochs/s", "engine / flax loop"],
+        )
+    )
     return {
         "baseline": baseline,
         "models": results[1:],
@@ -515,7 +590,8 @@ def benchmark_lowering(
     rows = []
     baseline = ctx["baseline"]
     for conv, chunk, mapping in variants:
-        r, _ = run_engine(
+        label = f"{conv}, {mapping}"
+        run = lambda conv=conv, chunk=chunk, label=label: run_engine(
             setting,
             ctx["data"],
             ctx["keep"],
@@ -525,9 +601,9 @@ def benchmark_lowering(
             ctx["fwd"],
             conv_impl=conv,
             model_chunk=chunk,
-            label=f"{conv}, {mapping}",
+            label=label,
         )
-        rows.append(r)
+        rows.append(_or_oom(run, label, m, m))
     out.append(
         f"\n#### {setting.name}: convolution lowering and model mapping, M={m} "
         f"(backend {jax.default_backend()}; auto picks conv "
@@ -630,6 +706,7 @@ def main(argv):
             blocks=blocks,
             baseline_models=_BASELINE_MODELS.value,
             lowering_models=_LOWERING_MODELS.value,
+            rounds=_ROUNDS.value,
         )
         first = first or (setting, ctx)
         print("\n".join(out), flush=True)
@@ -640,7 +717,9 @@ def main(argv):
         benchmark_precision(peak, out, _PRECISION_MODELS.value, _PRECISION_EPOCHS.value)
     load1 = os.getloadavg()
     out.append(
-        f"\nTotal {time.perf_counter() - t0:.0f} s; load average at end "
+        f"\nMatmul peak measured again at the end: {matmul_peak() / 1e9:.1f} GFLOP/s (the "
+        f"tables use the one at the start). "
+        f"Total {time.perf_counter() - t0:.0f} s; load average at end "
         f"{' / '.join(f'{v:.2f}' for v in load1)}; peak memory {peak_memory_mib():.0f} MiB."
     )
     print("\n".join(out), flush=True)

@@ -22,7 +22,7 @@ from lira_jax.data import keep_mask, load_dataset, query_set
 from lira_jax.train import Engine, TrainConfig, query_logits, sharding, steps_per_epoch
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(max_train=120, arch="cnn16", num_models=6, epochs=1, batch_size=32)
+TINY = dict(max_train=120, arch="cnn16", num_models=6, epochs=1, batch_size=32, queries="identity")
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()]
 N = 64
 BLOCK = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11])  # 11 models: padded to 16 on 8 devices

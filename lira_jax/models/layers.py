@@ -5,11 +5,12 @@ Design notes: `Conv2D` has two lowerings with the same parameters and the same r
 shifted slices, then one matmul; on a map with fewer positions than the window, such as
 2x2 under 3x3, one matmul with the unrolled kernel instead, skipping the padding zeros).
 "auto" picks per backend, by measurement (`experiments/benchmark.py`):
-- CPU: "patches". XLA's CPU convolutions are slow in the backward pass (the kernel and
-  input gradients of a 3x3 convolution on small maps ran at ~2 GFLOP/s on 2 cores, the
-  patches matmuls at 40-60), and under `jax.vmap` over weights a convolution becomes a
-  grouped convolution, slower still. Trained digits CNNs: ~15x the model-epochs/s of
-  "lax" in the engine.
+- CPU: "patches". XLA's CPU convolutions are slow in the backward pass, above all inside
+  compiled loops such as the engine's epoch (the kernel and input gradients of a 3x3
+  convolution on small maps ran at ~2 GFLOP/s on 2 cores there, 15-25 in a single jitted
+  step, the patches matmuls at 40-100), and under `jax.vmap` over weights a convolution
+  becomes a grouped convolution, slower still. Training digits CNNs in the engine:
+  "patches" ran at ~20x the model-epochs/s of "lax".
 - GPU/TPU: "lax" (cuDNN / the TPU convolution units; not measured in this repository's
   CI, which has no accelerator: run the benchmark's lowering table on the device to
   check).

@@ -79,13 +79,13 @@ class BackendDefaults:
     memory_fraction: float
 
 
-# CPU (2 cores, jax 0.10, cnn32 on 8x8 and 28x28 inputs, see BUILD_NOTES.md): one model at a
-# time is fastest (digits: ~1.3x a vmap over 4-8 models, ~1.7x a vmap over 32: batched
-# matmuls run slower than the same matmuls alone, and several models' activations fall out
-# of cache); with one CPU device per core (`sharding.use_cpu_cores_as_devices`), blocks past
-# 16 models per device gain nothing. GPU/TPU values are not measured here: the
-# whole device share is vmapped (one kernel per layer for all models), as many models as fit
-# in half the memory, up to 256 per device.
+# CPU (2 cores, jax 0.10, cnn32 on 8x8 and 28x28 inputs, see BUILD_NOTES.md): one model at
+# a time is fastest (digits: 1.3-1.7x a vmap over 4 to 32 models; batched matmuls run slower
+# than the same matmuls alone, and several models' activations fall out of cache); with one
+# CPU device per core (`sharding.use_cpu_cores_as_devices`), blocks past 16 models per
+# device gain nothing. GPU/TPU values are not measured here: the whole device share is
+# vmapped (one kernel per layer for all models), as many models as fit in half the memory,
+# up to 256 per device.
 BACKEND_DEFAULTS = {
     "cpu": BackendDefaults(model_chunk=1, models_per_device=16, memory_fraction=0.25),
     "gpu": BackendDefaults(model_chunk=None, models_per_device=256, memory_fraction=0.5),
@@ -150,8 +150,19 @@ class TrainConfig:
 
 def model_keys(seed: int, model_indices: np.ndarray, stream: int) -> jax.Array:
     """[B] keys for the given global model indices."""
+    return _model_keys(seed, jnp.asarray(model_indices), stream)
+
+
+@jax.jit
+def _model_keys(seed, model_indices, stream):
     base = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
-    return jax.vmap(lambda m: jax.random.fold_in(base, m))(jnp.asarray(model_indices))
+    return jax.vmap(lambda m: jax.random.fold_in(base, m))(model_indices)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _first(tree: PyTree, b: int) -> PyTree:
+    """The first `b` models of a stacked pytree (drops a block's padding models)."""
+    return jax.tree.map(lambda p: p[:b], tree)
 
 
 def steps_per_epoch(keep: np.ndarray, batch_size: int) -> int:
@@ -352,6 +363,11 @@ class Engine:
             self._compiled[size] = lowered.compile()
         return self._compiled[size]
 
+    def unpad(self, tree: PyTree, num_models: int) -> PyTree:
+        """The first `num_models` models of a padded block's stacked pytree."""
+        size = jax.tree.leaves(tree)[0].shape[0]
+        return tree if size == num_models else _first(tree, int(num_models))
+
     def init(self, model_indices: np.ndarray) -> tuple[PyTree, PyTree]:
         """Stacked params and optimizer states for the given global model indices.
 
@@ -428,9 +444,7 @@ class Engine:
                 checkpointer.maybe_save(
                     epoch + 1, params, opt_state, last=epoch + 1 == self.config.epochs
                 )
-        if size == b:
-            return params
-        return jax.tree.map(lambda p: p[:b], params)
+        return self.unpad(params, b)
 
 
 def default_memory_budget(device: jax.Device | None = None) -> int:
