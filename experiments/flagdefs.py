@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 
@@ -30,3 +31,23 @@ def exit_on_error(fn: Callable[[], None], *errors: type[BaseException]) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+class _QuietOrbax(logging.Filter):
+    """Drops orbax's INFO/DEBUG records (about 20 lines per checkpoint saved) and the
+    tracebacks of its errors (its writer threads log one per failed file; the error itself
+    reaches the caller, which reports it in one line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "orbax" not in record.pathname:
+            return True
+        record.exc_info, record.exc_text = None, None
+        return record.levelno >= logging.WARNING
+
+
+def quiet_checkpoint_logs() -> None:
+    """Keeps orbax's warnings and errors in a binary's log, one line each, without its
+    progress chatter."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _QuietOrbax) for f in handler.filters):
+            handler.addFilter(_QuietOrbax())

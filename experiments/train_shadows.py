@@ -372,6 +372,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     sharding.use_cpu_cores_as_devices()  # before JAX starts: on CPU, one device per core
+    flagdefs.quiet_checkpoint_logs()
     flagdefs.exit_on_error(run_from_flags, ValueError)
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -44,6 +45,8 @@ import os
 import re
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,11 @@ _CODECS = [
     {"name": "bytes", "configuration": {"endian": "little"}},
     {"name": "zstd", "configuration": {"level": 3}},
 ]
+# Claims across hosts are leases: refreshed every CLAIM_HEARTBEAT_SECONDS while held, and
+# taken as dead after CLAIM_LEASE_SECONDS without a refresh (ten missed beats: generous for
+# clock skew between hosts and for a busy shared filesystem).
+CLAIM_HEARTBEAT_SECONDS = 60.0
+CLAIM_LEASE_SECONDS = 600.0
 _TRAIN_HINT = "run `python -m experiments.train_shadows --workdir=...` first"
 
 
@@ -156,6 +164,44 @@ def _library_versions() -> dict[str, str | None]:
     if versions["lira_jax"] is None:  # Running from a source checkout.
         versions["lira_jax"] = "source"
     return versions
+
+
+_OS_ERROR_RE = re.compile(r"os_error_code='?(\d+)")
+_IO_STATUSES = ("RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "UNAVAILABLE", "DATA_LOSS")
+
+
+def os_error_of(error: BaseException, doing: str) -> OSError | None:
+    """The OSError behind a tensorstore/orbax I/O failure, or None for any other error.
+
+    tensorstore reports a full disk or a permission problem as a ValueError whose text
+    carries the operating system's error code (e.g. ``RESOURCE_EXHAUSTED: ... No space
+    left on device [os_error_code=28]``); the binaries print OSErrors as one line with
+    what to do, so such failures are turned back into one.
+
+    Args:
+      error: the exception raised by tensorstore or orbax.
+      doing: what was being done, for the message (e.g. "writing models [0, 8) to ...").
+    """
+    text = str(error)
+    match = _OS_ERROR_RE.search(text)
+    if match:
+        code = int(match.group(1))
+        return OSError(code, f"{os.strerror(code)} ({doing})")
+    if text.startswith(_IO_STATUSES):
+        return OSError(errno.EIO, f"{text.split(':', 1)[0]} ({doing}): {text[:300]}")
+    return None
+
+
+@contextlib.contextmanager
+def _io(doing: str):
+    """Re-raises tensorstore's I/O failures as OSError (see `os_error_of`)."""
+    try:
+        yield
+    except ValueError as e:
+        err = os_error_of(e, doing)
+        if err is None:
+            raise
+        raise err from e
 
 
 def _now() -> str:
@@ -273,7 +319,8 @@ def _create_array(path: Path, name: str, shape, chunks, dtype: str, fill) -> ts.
     try:
         # open=True, create=True: tensorstore creates the array metadata with a conditional
         # write, so concurrent creators agree, and an existing array is validated against it.
-        return ts.open(spec, open=True, create=True).result()
+        with _io(f"creating {path / name}"):
+            return ts.open(spec, open=True, create=True).result()
     except ValueError as e:
         raise StoreMismatchError(
             f"Array {path / name} exists with a different shape/dtype/chunking than "
@@ -446,10 +493,11 @@ def create_or_open(
         # keep/labels are written before the group file exists; a concurrent creator with the
         # same spec writes identical bytes, and a store "exists" only once zarr.json does.
         store = LogitStore(path, expected, writable=True)
-        store._keep.write(keep).result()
-        store._labels.write(labels).result()
-        if t:
-            store._test_labels.write(test_labels).result()
+        with _io(f"writing the keep mask and labels to {path}"):
+            store._keep.write(keep).result()
+            store._labels.write(labels).result()
+            if t:
+                store._test_labels.write(test_labels).result()
         group = {"zarr_format": 3, "node_type": "group", "attributes": {_META_KEY: expected}}
         _write_json_atomic(path / "zarr.json", group, exclusive=True)
 
@@ -710,15 +758,23 @@ class LogitStore:
         return claims
 
     @contextlib.contextmanager
-    def claim(self, start: int, stop: int):
+    def claim(self, start: int, stop: int, heartbeat_seconds: float = CLAIM_HEARTBEAT_SECONDS):
         """Claims models ``[start, stop)`` for this process while the block is trained.
 
         A claim is a file ``_blocks/m{start}-{stop}.claim`` (host, pid, time), created
         exclusively and removed on exit. Overlapping claims of live processes make this
-        raise; claims left by dead processes on this host (a killed job) are taken over.
-        When two processes claim overlapping ranges at the same moment, the earlier claim
-        (by time, then host and pid) wins and the other raises. On other hosts a claim
-        cannot be checked for liveness: delete it by hand if its job is dead.
+        raise; claims left by dead processes are taken over. When two processes claim
+        overlapping ranges at the same moment, the earlier claim (by time, then host and
+        pid) wins and the other raises.
+
+        Liveness: on this host, by the claim's pid. Across hosts (a shared filesystem) a
+        claim is a lease: while held, a daemon thread touches the file every
+        ``heartbeat_seconds``, and a claim of another host whose file is older than
+        ``CLAIM_LEASE_SECONDS`` is taken as dead (a preempted or killed job) and taken over.
+
+        Args:
+          start, stop: the model range.
+          heartbeat_seconds: how often the held claim's modification time is refreshed.
 
         Raises:
           BlockClaimedError: naming the other process and its claim file.
@@ -741,7 +797,7 @@ class LogitStore:
                     continue
                 if not (other["start"] < stop and start < other["stop"]):
                     continue
-                if _claim_is_stale(other):
+                if _claim_is_stale(other, path):
                     path.unlink(missing_ok=True)
                     continue
                 out.append((path, other))
@@ -751,7 +807,9 @@ class LogitStore:
             raise BlockClaimedError(
                 f"Models [{other['start']}, {other['stop']}) are being trained by "
                 f"{other['host']} pid {other['pid']} since {other['claimed_at']} (claim file "
-                f"{path}). If that job is dead, delete the claim file and re-run."
+                f"{path}). If that job is dead, delete the claim file and re-run (a claim "
+                f"of another host also lapses {CLAIM_LEASE_SECONDS / 60:.0f} min after its "
+                "job's last heartbeat)."
             )
 
         for path, other in conflicts():
@@ -759,17 +817,25 @@ class LogitStore:
         own = self.path / _BLOCKS_DIR / f"m{start:06d}-{stop:06d}.claim"
         if not _write_json_atomic(own, mine, exclusive=True):
             other = _read_json(own)
-            if not _claim_is_stale(other):
+            if not _claim_is_stale(other, own):
                 refuse(own, other)
             own.unlink(missing_ok=True)
             if not _write_json_atomic(own, mine, exclusive=True):
                 refuse(own, _read_json(own))
+        stop_beating = threading.Event()
+        beat = threading.Thread(
+            target=_heartbeat, args=(own, heartbeat_seconds, stop_beating), daemon=True
+        )
         try:
             for path, other in conflicts():  # A racing overlapping claim: earlier one wins.
                 if key(other) < key(mine):
                     refuse(path, other)
+            beat.start()
             yield
         finally:
+            stop_beating.set()
+            if beat.is_alive():
+                beat.join()
             own.unlink(missing_ok=True)
 
     def write_block(
@@ -848,9 +914,10 @@ class LogitStore:
                 "completed blocks are never overwritten. Write only missing_ranges(), or use a "
                 "new --workdir."
             )
-        self._logits[start:stop].write(stored).result()
-        if test_stored is not None:
-            self._test_logits[start:stop].write(test_stored).result()
+        with _io(f"writing models [{start}, {stop}) to {self.path}"):
+            self._logits[start:stop].write(stored).result()
+            if test_stored is not None:
+                self._test_logits[start:stop].write(test_stored).result()
         record = {
             "start": start,
             "stop": stop,
@@ -878,9 +945,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _claim_is_stale(claim: dict) -> bool:
-    """A claim is stale when its process is known dead: same host and no such pid."""
-    return claim.get("host") == socket.gethostname() and not _pid_alive(int(claim.get("pid", -1)))
+def _heartbeat(path: Path, every: float, stop: threading.Event) -> None:
+    """Refreshes a held claim's modification time until `stop` is set."""
+    while not stop.wait(every):
+        try:
+            os.utime(path)
+        except OSError:  # Taken over after a long stall, or the store was moved: stop.
+            return
+
+
+def _claim_is_stale(claim: dict, path: Path) -> bool:
+    """A claim is stale when its process is known dead: on this host, no such pid; on
+    another host, no heartbeat for `CLAIM_LEASE_SECONDS`."""
+    if claim.get("host") == socket.gethostname():
+        return not _pid_alive(int(claim.get("pid", -1)))
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:  # Released meanwhile.
+        return True
+    return age > CLAIM_LEASE_SECONDS
 
 
 def _sha256(logits: np.ndarray) -> str:

@@ -1,10 +1,12 @@
 """Tests for lira_jax.store: round trip, concurrency, plain-zarr readability, failure modes."""
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -308,6 +310,44 @@ def test_claims_refuse_overlaps_and_take_over_dead_processes(tmp_path):
         store.write_block(0, _logits())
     assert store.missing_ranges() == []
     assert not list((tmp_path / "s" / "_blocks").glob("*.claim"))
+
+
+def test_claims_of_other_hosts_are_leases(tmp_path):
+    store = _create(tmp_path / "s")
+    blocks = tmp_path / "s" / "_blocks"
+    other = {"start": 0, "stop": 3, "host": "node17", "pid": 4242, "claimed_at": "2020"}
+    path = blocks / "m000000-000003.claim"
+    path.write_text(json.dumps(other))
+    with pytest.raises(st.BlockClaimedError, match="node17 pid 4242"):  # heartbeat is fresh
+        with store.claim(2, 4):
+            pass
+    # Its job stopped beating a lease ago (preempted): the claim is taken over.
+    old = time.time() - st.CLAIM_LEASE_SECONDS - 5
+    os.utime(path, (old, old))
+    with store.claim(2, 4):
+        assert not path.exists()
+    # While held, a claim's heartbeat keeps its file fresh.
+    with store.claim(0, 6, heartbeat_seconds=0.02):
+        mine = blocks / "m000000-000006.claim"
+        os.utime(mine, (old, old))
+        deadline = time.time() + 30
+        while mine.stat().st_mtime == old and time.time() < deadline:
+            time.sleep(0.01)
+        assert time.time() - mine.stat().st_mtime < st.CLAIM_LEASE_SECONDS
+    assert not list(blocks.glob("*.claim"))
+
+
+def test_os_errors_of_tensorstore_are_recognised():
+    full = ValueError(
+        'RESOURCE_EXHAUSTED: Error writing local file "/d/a/c/0": Failed to write 2955520 '
+        "bytes to file 3: No space left on device [os_error_code='28']"
+    )
+    err = st.os_error_of(full, "writing models [0, 2) to /d")
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC
+    assert str(err) == "[Errno 28] No space left on device (writing models [0, 2) to /d)"
+    denied = st.os_error_of(ValueError("PERMISSION_DENIED: open failed"), "creating /d")
+    assert denied.errno == errno.EIO and "PERMISSION_DENIED" in str(denied)
+    assert st.os_error_of(ValueError("Error opening: shape mismatch"), "creating /d") is None
 
 
 def test_older_format_and_bad_labels_are_refused(tmp_path):

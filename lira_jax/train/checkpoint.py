@@ -13,6 +13,7 @@ logits are in the store.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ import jax
 import orbax.checkpoint as ocp
 
 PyTree = Any
+_log = logging.getLogger(__name__)
+# A step takes its arrays' bytes plus orbax's metadata files; a save is skipped unless the
+# disk has this much room (factor x array bytes + margin).
+_SPACE_FACTOR = 1.25
+_SPACE_MARGIN = 1 << 20
 
 __all__ = ["BlockCheckpointer"]
 
@@ -74,13 +80,58 @@ class BlockCheckpointer:
         return int(step), state["params"], state["opt_state"]
 
     def maybe_save(self, epoch: int, params: PyTree, opt_state: PyTree, last: bool) -> bool:
-        """Saves after epoch `epoch` (1-based) when due; never after the last epoch."""
+        """Saves after epoch `epoch` (1-based) when due; never after the last epoch.
+
+        A save that fails (full disk, quota, vanished directory) is logged and abandoned,
+        not raised: a checkpoint only shortens a re-run, and the training in memory is
+        worth more than it. The previous checkpoint stays the resume point, and the
+        half-written one is removed to give its space back.
+
+        Returns:
+          True if a checkpoint of `epoch` was saved.
+        """
         if self.every_epochs == 0 or last or epoch % self.every_epochs:
             return False
         state = {"params": params, "opt_state": opt_state}
-        self._mgr().save(epoch, args=ocp.args.StandardSave(state), force=True)
-        self._mgr().wait_until_finished()
+        need = _SPACE_FACTOR * sum(x.nbytes for x in jax.tree.leaves(state)) + _SPACE_MARGIN
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.directory.parent).free
+        if free < need:
+            # Checked first: orbax's writer threads report a full disk with a page of
+            # tracebacks each, and leave half a step behind.
+            _log.warning(
+                "Checkpoint of %s after epoch %d not saved, training goes on without it: it "
+                "needs ~%.1f MiB and the disk has %.1f MiB free.",
+                self.directory.name,
+                epoch,
+                need / 2**20,
+                free / 2**20,
+            )
+            return False
+        try:
+            self._mgr().save(epoch, args=ocp.args.StandardSave(state), force=True)
+            self._mgr().wait_until_finished()
+        except Exception as e:  # orbax re-raises its writer threads' errors as they come
+            self._abandon()
+            _log.warning(
+                "Checkpoint of %s after epoch %d not saved, training goes on without it: %s",
+                self.directory.name,
+                epoch,
+                str(e).splitlines()[0][:300] if str(e) else type(e).__name__,
+            )
+            return False
         return True
+
+    def _abandon(self) -> None:
+        """Drops the manager and any half-written step after a failed save."""
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            try:
+                manager.close()
+            except Exception:  # A manager whose save failed may fail to close too.
+                pass
+        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def remove(self) -> None:
         """Deletes this block's checkpoints (its logits are safely in the store)."""
