@@ -112,8 +112,7 @@ def attack(
     """
     names = resolve_attacks(attacks)  # Fail on a bad name before reading anything.
     workdir = Path(workdir)
-    store = store_lib.open_store(workdir / "store")
-    store.require_complete()
+    store = store_lib.open_store(workdir / "store", complete=True)
     num_models = store.num_models
     num_targets = num_targets or num_models
     if not 1 <= num_targets <= num_models:
@@ -181,10 +180,7 @@ def run_from_flags() -> None:
     )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    flagdefs.exit_on_error(run_from_flags, ValueError)
+main = flagdefs.main_for(run_from_flags)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ import logging
 import sys
 from collections.abc import Callable
 
-from absl import flags
+from absl import app, flags
+
+from lira_jax.train import sharding
 
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: holds store/ (the logits) and results/.", required=True
@@ -51,3 +53,23 @@ def quiet_checkpoint_logs() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _QuietOrbax) for f in handler.filters):
             handler.addFilter(_QuietOrbax())
+
+
+def main_for(run: Callable[[], None], *, trains: bool = False) -> Callable[[list[str]], None]:
+    """The `main(argv)` of a binary whose work is `run()` (absl flags already parsed).
+
+    Args:
+      run: the binary's `run_from_flags`.
+      trains: the binary trains models: split the host CPU into one JAX device per core
+        (before JAX starts) and keep orbax's progress lines out of the log.
+    """
+
+    def main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        if trains:
+            sharding.use_cpu_cores_as_devices()
+            quiet_checkpoint_logs()
+        exit_on_error(run, ValueError)
+
+    return main

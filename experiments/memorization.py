@@ -57,8 +57,7 @@ def memorization_report(
 ) -> dict:
     """Computes and writes the per-example estimates of `workdir/store`; returns the summary."""
     workdir = Path(workdir)
-    store = store_lib.open_store(workdir / "store")
-    store.require_complete()
+    store = store_lib.open_store(workdir / "store", complete=True)
     keep, labels = store.keep(), store.labels()
     log(f"Reading {store}")
     sig = mem_lib.memorization_signals(store.read_logits(), labels)
@@ -128,10 +127,7 @@ def run_from_flags() -> None:
     )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    flagdefs.exit_on_error(run_from_flags, ValueError)
+main = flagdefs.main_for(run_from_flags)
 
 
 if __name__ == "__main__":

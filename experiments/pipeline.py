@@ -13,7 +13,6 @@ from __future__ import annotations
 from absl import app
 
 from experiments import attack, flagdefs, train_shadows
-from lira_jax.train import sharding
 
 
 def run_from_flags() -> None:
@@ -21,12 +20,7 @@ def run_from_flags() -> None:
     attack.run_from_flags()
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    sharding.use_cpu_cores_as_devices()  # before JAX starts: on CPU, one device per core
-    flagdefs.quiet_checkpoint_logs()
-    flagdefs.exit_on_error(run_from_flags, ValueError)
+main = flagdefs.main_for(run_from_flags, trains=True)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,7 @@ def sample_complexity_report(
 ) -> dict:
     """Computes and writes the sample-complexity curves of `workdir/store`; returns them."""
     workdir = Path(workdir)
-    store = store_lib.open_store(workdir / "store")
-    store.require_complete()
+    store = store_lib.open_store(workdir / "store", complete=True)
     keep, labels = store.keep(), store.labels()
     log(f"Reading {store}")
     sig = mem_lib.memorization_signals(store.read_logits(), labels)
@@ -139,10 +138,7 @@ def run_from_flags() -> None:
     )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    flagdefs.exit_on_error(run_from_flags, ValueError)
+main = flagdefs.main_for(run_from_flags)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from lira_jax import store as store_lib
 from lira_jax.data import augment, datasets, membership
 from lira_jax.models import CONV_IMPLS, arch_names
 from lira_jax.train import (
+    COMPUTE_DTYPES,
     Engine,
     TrainConfig,
     auto_models_per_step,
@@ -77,6 +78,13 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl", "auto", CONV_IMPLS, "Convolution lowering (auto: patches on CPU, lax else)."
+)
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype",
+    "float32",
+    list(COMPUTE_DTYPES),
+    "Compute dtype of training (bfloat16: mixed precision with float32 params, for "
+    "accelerators; slower on CPU). Recorded in each block's record.",
 )
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "checkpoint_every",
@@ -166,6 +174,7 @@ def train_shadows(
     model_range: str | None = None,
     models_per_step: int | None = None,
     conv_impl: str = "auto",
+    compute_dtype: str = "float32",
     logits_dtype: str = "float32",
     checkpoint_every: int = 5,
     log: Callable[[str], None] = logging.info,
@@ -179,6 +188,7 @@ def train_shadows(
       model_range: "START:STOP" or None for all models.
       models_per_step: models trained at once (default min(32, models in the range)).
       conv_impl: convolution lowering, see `lira_jax.models.layers`.
+      compute_dtype: "float32" or "bfloat16" (mixed precision, see `TrainConfig`).
       logits_dtype: "float32" or "float16".
       checkpoint_every: save a block's training state to `workdir/checkpoints` every this
         many epochs (0: never); a re-run resumes the block from its latest checkpoint.
@@ -219,6 +229,7 @@ def train_shadows(
         augment_mirror=config["augment_mirror"],
         seed=config["seed"],
         conv_impl=conv_impl,
+        compute_dtype=compute_dtype,
     )
     train_config.validate()  # Before the store exists: a bad config writes nothing.
 
@@ -258,6 +269,15 @@ def train_shadows(
         f"store {store.path}"
     )
     identity = (augment.Query(False, 0, 0),)
+    # A checkpoint resumes only under the same numerics: the run's config and the execution
+    # choices that change rounding (a re-run with another lowering or dtype starts afresh).
+    checkpoint_key = store_lib.config_fingerprint(
+        {
+            "config": store.metadata["config_fingerprint"],
+            "conv_impl": conv_impl,
+            "compute_dtype": compute_dtype,
+        }
+    )
     done, skipped, t_run = 0, [], time.perf_counter()
     for block in blocks:
         b0, b1 = int(block[0]), int(block[-1]) + 1
@@ -285,7 +305,7 @@ def train_shadows(
                     continue
                 ckpt = BlockCheckpointer(
                     Path(workdir) / "checkpoints",
-                    store.metadata["config_fingerprint"],
+                    checkpoint_key,
                     b0,
                     b1,
                     checkpoint_every,
@@ -306,6 +326,7 @@ def train_shadows(
                         "test_accuracy": [round(float(a), 5) for a in test_acc],
                         "seconds": round(time.perf_counter() - t_block, 2),
                         "conv_impl": conv_impl,
+                        "compute_dtype": compute_dtype,
                     },
                     test_logits=test_logits if config["store_test_logits"] else None,
                 )
@@ -363,17 +384,13 @@ def run_from_flags() -> store_lib.LogitStore:
         model_range=model_range,
         models_per_step=_MODELS_PER_STEP.value,
         conv_impl=_CONV_IMPL.value,
+        compute_dtype=_COMPUTE_DTYPE.value,
         logits_dtype=_LOGITS_DTYPE.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,
     )
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    sharding.use_cpu_cores_as_devices()  # before JAX starts: on CPU, one device per core
-    flagdefs.quiet_checkpoint_logs()
-    flagdefs.exit_on_error(run_from_flags, ValueError)
+main = flagdefs.main_for(run_from_flags, trains=True)
 
 
 if __name__ == "__main__":

@@ -51,10 +51,7 @@ def run_from_flags() -> None:
     print(f"OK: {store} — every block matches its checksum.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    flagdefs.exit_on_error(run_from_flags, ValueError)
+main = flagdefs.main_for(run_from_flags)
 
 
 if __name__ == "__main__":

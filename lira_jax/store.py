@@ -526,17 +526,23 @@ def create_or_open(
     return store
 
 
-def open_store(path: str | os.PathLike) -> LogitStore:
+def open_store(path: str | os.PathLike, *, complete: bool = False) -> LogitStore:
     """Opens an existing store read-only.
 
     Args:
       path: store directory (``workdir/store`` for stores written by train_shadows).
+      complete: require every model block to be written (what analyses need).
 
     Raises:
       StoreError: no store at ``path``, or its format version is not supported.
+      IncompleteStoreError: ``complete`` and some blocks are missing (the message lists
+        them and the command that fills them).
     """
     path = Path(path)
-    return LogitStore(path, _read_metadata(path), writable=False)
+    store = LogitStore(path, _read_metadata(path), writable=False)
+    if complete:
+        store.require_complete()
+    return store
 
 
 class LogitStore:

@@ -202,3 +202,19 @@ def test_attack_binary_groups_and_intervals(tiny_run):
         assert sum(sizes) == res["num_positives"] + res["num_negatives"]
     md = (tiny_run / "results" / "attacks.md").read_text()
     assert "yeom · mem<0.1" in md
+
+
+def test_compute_dtype_is_recorded_and_changes_only_rounding(tiny_run, tmp_path):
+    config = train_shadows.make_config("digits", **{**TINY, "store_test_logits": True})
+    store = train_shadows.train_shadows(
+        config, tmp_path, model_range="0:2", compute_dtype="bfloat16", log=_quiet
+    )
+    assert {r["extra"]["compute_dtype"] for r in store.records()} == {"bfloat16"}
+    bf16 = store.read_logits(models=[0, 1], allow_incomplete=True)
+    f32 = store_lib.open_store(tiny_run / "store").read_logits(models=[0, 1])
+    assert np.isfinite(bf16).all() and not np.array_equal(bf16, f32)  # really bf16 compute
+    # Same models up to bfloat16 rounding (8 bits of mantissa) over one epoch.
+    agree = (bf16.argmax(-1) == f32.argmax(-1)).mean()
+    assert agree > 0.8, agree
+    proc = _cli("train_shadows", f"--workdir={tmp_path}/x", "--compute_dtype=float64")
+    assert proc.returncode == 1 and "--compute_dtype=float64: value should be one of" in proc.stderr
