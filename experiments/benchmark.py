@@ -1,7 +1,7 @@
 r"""Throughput of the multi-model engine against a one-model-at-a-time flax loop.
 
     python -m experiments.benchmark
-    # CPU (default): digits 8x8 and digits upsampled to 28x28, cnn32; ~6-8 min on 2 cores.
+    # CPU (default): digits 8x8 and digits upsampled to 28x28, cnn32; ~12-15 min on 2 cores.
     # Prints Markdown tables: model-epochs/s of the engine for M = 1, 8, 32, 128 models and
     # of a plain flax/optax loop training the same models one at a time, their ratio, the
     # engine's useful FLOP/s as a fraction of a measured 2048x2048 matmul, block memory;
@@ -69,7 +69,12 @@ _BLOCKS = flags.DEFINE_list(
     None,
     "Block sizes of the block-size sweep at the largest M (default: per setting).",
 )
-_EPOCHS = flags.DEFINE_integer("timed_epochs", 2, "Timed epochs per configuration.")
+_EPOCHS = flags.DEFINE_integer(
+    "timed_epochs",
+    6,
+    "Timed epochs per configuration (per-call costs such as init amortise over them, as "
+    "over the 30 epochs of a real run).",
+)
 _BASELINE_MODELS = flags.DEFINE_integer(
     "baseline_models",
     2,
