@@ -165,6 +165,37 @@ def _first(tree: PyTree, b: int) -> PyTree:
     return jax.tree.map(lambda p: p[:b], tree)
 
 
+def epoch_batches(
+    data_key: jax.Array, keep_row: jax.Array, epoch, steps: int, batch_size: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One model's batches of one epoch: a pure function of (data key, keep row, epoch).
+
+    The model's own (IN) examples come first, in a random order drawn from
+    `fold_in(data_key, epoch)`, then padding slots of weight 0; OUT examples never appear
+    in a weighted slot. The same on every backend, device count and block layout.
+
+    Args:
+      data_key: the model's data key (`model_keys(seed, [m], stream=data)`).
+      keep_row: [N] bool, the model's row of the keep mask.
+      epoch: 0-based epoch index (int or int32 scalar).
+      steps, batch_size: the epoch's shape (`steps_per_epoch`, the batch size).
+
+    Returns:
+      (idx [steps, batch_size] int32 example indices, weight [steps, batch_size] float32
+      1 for the model's examples and 0 for padding, augmentation key of the epoch).
+    """
+    n = keep_row.shape[0]
+    span = steps * batch_size
+    order_key, aug_key = jax.random.split(jax.random.fold_in(data_key, epoch))
+    u = jax.random.uniform(order_key, (n,))
+    order = jnp.argsort(jnp.where(keep_row, u, u + 2.0))  # own examples first, shuffled
+    if span > n:
+        order = jnp.concatenate([order, jnp.zeros(span - n, order.dtype)])
+    idx = order[:span].reshape(steps, batch_size)
+    weight = (jnp.arange(span) < keep_row.sum()).astype(jnp.float32)
+    return idx, weight.reshape(steps, batch_size), aug_key
+
+
 def steps_per_epoch(keep: np.ndarray, batch_size: int) -> int:
     """Steps per epoch for every model of the run: set by the largest IN count in `keep` [M, N]."""
     return max(1, math.ceil(int(keep.sum(1).max()) / batch_size))
@@ -286,17 +317,8 @@ class Engine:
 
     def _model_epoch(self, params, opt_state, data_key, keep_row, epoch, x_all, y_all):
         """One epoch of one model. keep_row: [N] bool. Returns (params, opt_state, stats)."""
-        cfg, n = self.config, x_all.shape[0]
-        span = self.steps * cfg.batch_size
-        epoch_key = jax.random.fold_in(data_key, epoch)
-        order_key, aug_key = jax.random.split(epoch_key)
-        u = jax.random.uniform(order_key, (n,))
-        order = jnp.argsort(jnp.where(keep_row, u, u + 2.0))  # own examples first, shuffled
-        if span > n:
-            order = jnp.concatenate([order, jnp.zeros(span - n, order.dtype)])
-        idx = order[:span].reshape(self.steps, cfg.batch_size)
-        weight = (jnp.arange(span) < keep_row.sum()).astype(jnp.float32)
-        weight = weight.reshape(self.steps, cfg.batch_size)
+        cfg = self.config
+        idx, weight, aug_key = epoch_batches(data_key, keep_row, epoch, self.steps, cfg.batch_size)
 
         def train_step(carry, step_idx, batch_idx, w):
             params, opt_state = carry
