@@ -8,8 +8,6 @@ from collections.abc import Callable
 
 from absl import app, flags
 
-from lira_jax.train import sharding
-
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: holds store/ (the logits) and results/.", required=True
 )
@@ -68,6 +66,8 @@ def main_for(run: Callable[[], None], *, trains: bool = False) -> Callable[[list
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         if trains:
+            from lira_jax.train import sharding  # Only training binaries need JAX here.
+
             sharding.use_cpu_cores_as_devices()
             quiet_checkpoint_logs()
         exit_on_error(run, ValueError)

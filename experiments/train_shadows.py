@@ -186,7 +186,7 @@ def train_shadows(
       workdir: run directory; the store is `workdir/store`.
       data_dir: where tfds / IDX data lives (not part of the config).
       model_range: "START:STOP" or None for all models.
-      models_per_step: models trained at once (default min(32, models in the range)).
+      models_per_step: models trained at once (default: `auto_models_per_step`).
       conv_impl: convolution lowering, see `lira_jax.models.layers`.
       compute_dtype: "float32" or "bfloat16" (mixed precision, see `TrainConfig`).
       logits_dtype: "float32" or "float16".

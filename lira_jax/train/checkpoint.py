@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lira_jax.train.engine import tree_bytes
+
 PyTree = Any
 _log = logging.getLogger(__name__)
 # A step takes its arrays' bytes plus orbax's metadata files; a save is skipped unless the
@@ -93,34 +95,30 @@ class BlockCheckpointer:
         if self.every_epochs == 0 or last or epoch % self.every_epochs:
             return False
         state = {"params": params, "opt_state": opt_state}
-        need = _SPACE_FACTOR * sum(x.nbytes for x in jax.tree.leaves(state)) + _SPACE_MARGIN
+        need = _SPACE_FACTOR * tree_bytes(state) + _SPACE_MARGIN
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.directory.parent).free
         if free < need:
             # Checked first: orbax's writer threads report a full disk with a page of
             # tracebacks each, and leave half a step behind.
-            _log.warning(
-                "Checkpoint of %s after epoch %d not saved, training goes on without it: it "
-                "needs ~%.1f MiB and the disk has %.1f MiB free.",
-                self.directory.name,
-                epoch,
-                need / 2**20,
-                free / 2**20,
-            )
-            return False
+            why = f"it needs ~{need / 2**20:.1f} MiB and the disk has {free / 2**20:.1f} MiB free"
+            return self._skipped(epoch, why)
         try:
             self._mgr().save(epoch, args=ocp.args.StandardSave(state), force=True)
             self._mgr().wait_until_finished()
         except Exception as e:  # orbax re-raises its writer threads' errors as they come
             self._abandon()
-            _log.warning(
-                "Checkpoint of %s after epoch %d not saved, training goes on without it: %s",
-                self.directory.name,
-                epoch,
-                str(e).splitlines()[0][:300] if str(e) else type(e).__name__,
-            )
-            return False
+            return self._skipped(epoch, str(e).split("\n")[0][:300] or type(e).__name__)
         return True
+
+    def _skipped(self, epoch: int, why: str) -> bool:
+        _log.warning(
+            "Checkpoint of %s after epoch %d not saved, training goes on without it: %s",
+            self.directory.name,
+            epoch,
+            why,
+        )
+        return False
 
     def _abandon(self) -> None:
         """Drops the manager and any half-written step after a failed save."""
