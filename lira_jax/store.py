@@ -54,6 +54,8 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
+from lira_jax import failpoints
+
 FORMAT_VERSION = 1
 
 _META_KEY = "lira_jax"
@@ -208,13 +210,17 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _write_json_atomic(path: Path, obj: Any, *, exclusive: bool = False) -> bool:
+def _write_json_atomic(
+    path: Path, obj: Any, *, exclusive: bool = False, failpoint: str | None = None
+) -> bool:
     """Writes ``obj`` as JSON to ``path`` via a temp file in the same directory.
 
     Args:
       path: destination file.
       obj: JSON-serialisable object.
       exclusive: if True, never replace an existing file (first writer wins).
+      failpoint: a `lira_jax.failpoints` point reached between the synced temp file and its
+        rename (fault tests).
 
     Returns:
       True if this call created/replaced the file, False if ``exclusive`` and it existed.
@@ -225,6 +231,8 @@ def _write_json_atomic(path: Path, obj: Any, *, exclusive: bool = False) -> bool
             json.dump(obj, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
+        if failpoint is not None:
+            failpoints.hit(failpoint)
         if not exclusive:
             os.replace(tmp, path)
             return True
@@ -924,6 +932,7 @@ class LogitStore:
             self._logits[start:stop].write(stored).result()
             if test_stored is not None:
                 self._test_logits[start:stop].write(test_stored).result()
+        failpoints.hit("logits_written")
         record = {
             "start": start,
             "stop": stop,
@@ -934,7 +943,8 @@ class LogitStore:
             "extra": extra,
         }
         name = f"m{start:06d}-{stop:06d}.json"
-        if not _write_json_atomic(self.path / _BLOCKS_DIR / name, record, exclusive=True):
+        path = self.path / _BLOCKS_DIR / name
+        if not _write_json_atomic(path, record, exclusive=True, failpoint="record_renaming"):
             raise StoreError(
                 f"Block [{start}, {stop}) was completed concurrently by another process; two jobs "
                 "were given the same --model_range."

@@ -1,7 +1,7 @@
-"""Training: the multi-model engine (sharded over local devices), logit queries, and the
-split of model ranges over devices and processes."""
+"""Training: the multi-model engine (sharded over local devices), logit queries, the split
+of model ranges over devices and processes, and the run loop that fills a store (`run`)."""
 
-from lira_jax.train import sharding
+from lira_jax.train import run, sharding
 from lira_jax.train.engine import (
     BACKEND_DEFAULTS,
     COMPUTE_DTYPES,
@@ -31,6 +31,7 @@ __all__ = [
     "models_mesh",
     "process_share",
     "query_logits",
+    "run",
     "sharding",
     "steps_per_epoch",
 ]
