@@ -1,7 +1,10 @@
 """The models, chosen by name: small CNNs, a small ResNet, an MLP.
 
 All are stateless (no batch statistics), so a stack of M models is just a
-pytree with a leading models axis and `jax.vmap` needs nothing else.
+pytree with a leading models axis and `jax.vmap` needs nothing else. Every model's
+`__call__(x, penultimate=False)` returns logits; with `penultimate=True` it returns the
+input of the final dense layer instead (the features subpopulation selection clusters),
+computed by the same layers and parameters.
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ class CNN(nn.Module):
     conv_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, penultimate: bool = False) -> jnp.ndarray:
         for i in range(self.depth):
             x = Conv2D(self.width * 2**i, impl=self.conv_impl)(x)
             x = max_pool_2x2(nn.relu(x))
         x = x.reshape(x.shape[0], -1)
-        return nn.Dense(self.num_classes)(x)
+        return x if penultimate else nn.Dense(self.num_classes)(x)
 
 
 class _ConvBlock(nn.Module):
@@ -58,7 +61,7 @@ class ResNet9(nn.Module):
     conv_impl: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, penultimate: bool = False) -> jnp.ndarray:
         w, impl = self.width, self.conv_impl
         x = _ConvBlock(w, False, impl)(x)
         x = _ConvBlock(2 * w, True, impl)(x)
@@ -67,7 +70,7 @@ class ResNet9(nn.Module):
         x = _ConvBlock(8 * w, True, impl)(x)
         x = x + _ConvBlock(8 * w, False, impl)(_ConvBlock(8 * w, False, impl)(x))
         x = jnp.max(x, axis=(1, 2))
-        return nn.Dense(self.num_classes)(x) * 0.125
+        return x if penultimate else nn.Dense(self.num_classes)(x) * 0.125
 
 
 class MLP(nn.Module):
@@ -75,11 +78,11 @@ class MLP(nn.Module):
     hidden: Sequence[int] = (256, 256)
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, penultimate: bool = False) -> jnp.ndarray:
         x = x.reshape(x.shape[0], -1)
         for h in self.hidden:
             x = nn.relu(nn.Dense(h)(x))
-        return nn.Dense(self.num_classes)(x)
+        return x if penultimate else nn.Dense(self.num_classes)(x)
 
 
 _ARCHS = {
