@@ -50,6 +50,7 @@ MIXTURES = ("none", "random", "subpopulation", "singletons")
 GROUP_NAMES = ("over_represented", "under_represented")
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 _CHUNK = 512
+_AUGMIX_CHUNK = 64
 
 
 def to_gray(x: np.ndarray) -> np.ndarray:
@@ -199,25 +200,23 @@ def _affine(img: jax.Array, matrix: jax.Array) -> jax.Array:
     )
 
 
-def _rotate(img, m):
+def _geometry(op: jax.Array, m: jax.Array, h: int, w: int) -> jax.Array:
+    """The 2x3 sampling matrix of geometric operation `op` (rotate, shear x/y, translate
+    x/y) at signed magnitude m: rotations up to 30°, shears up to 0.3, shifts up to 1/3 of
+    the image."""
     a = jnp.deg2rad(30.0 * m)
-    return _affine(img, jnp.array([[jnp.cos(a), -jnp.sin(a), 0], [jnp.sin(a), jnp.cos(a), 0]]))
-
-
-def _shear_x(img, m):
-    return _affine(img, jnp.array([[1.0, 0.0, 0.0], [0.3 * m, 1.0, 0.0]]))
-
-
-def _shear_y(img, m):
-    return _affine(img, jnp.array([[1.0, 0.3 * m, 0.0], [0.0, 1.0, 0.0]]))
-
-
-def _translate_x(img, m):
-    return _affine(img, jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, img.shape[1] / 3 * m]]))
-
-
-def _translate_y(img, m):
-    return _affine(img, jnp.array([[1.0, 0.0, img.shape[0] / 3 * m], [0.0, 1.0, 0.0]]))
+    c, s = jnp.cos(a), jnp.sin(a)
+    zero, one = jnp.zeros_like(m), jnp.ones_like(m)
+    mats = jnp.stack(
+        [
+            jnp.array([[c, -s, zero], [s, c, zero]]),
+            jnp.array([[one, zero, zero], [0.3 * m, one, zero]]),
+            jnp.array([[one, 0.3 * m, zero], [zero, one, zero]]),
+            jnp.array([[one, zero, zero], [zero, one, w / 3 * m]]),
+            jnp.array([[one, zero, h / 3 * m], [zero, one, zero]]),
+        ]
+    )
+    return mats[op]
 
 
 def _autocontrast(img, m):
@@ -245,17 +244,19 @@ def _solarize(img, m):
     return jnp.where(img >= threshold, 1.0 - img, img)
 
 
-_OPS = (
-    _autocontrast,
-    _equalize,
-    _posterize,
-    _rotate,
-    _solarize,
-    _shear_x,
-    _shear_y,
-    _translate_x,
-    _translate_y,
-)
+_PHOTOMETRIC = (_autocontrast, _equalize, _posterize, _solarize)
+_NUM_GEOMETRIC = 5
+_NUM_OPS = len(_PHOTOMETRIC) + _NUM_GEOMETRIC
+_STEPS = 3
+
+
+def _apply_op(img: jax.Array, op: jax.Array, m: jax.Array) -> jax.Array:
+    """Operation `op` (0-3 photometric, 4-8 geometric) at signed magnitude m. Vmapped over
+    images every branch is computed anyway, so the geometric ones share one resampling."""
+    h, w = img.shape[:2]
+    geo = _affine(img, _geometry(jnp.clip(op - len(_PHOTOMETRIC), 0, _NUM_GEOMETRIC - 1), m, h, w))
+    photo = jnp.stack([f(img, m) for f in _PHOTOMETRIC])[jnp.clip(op, 0, len(_PHOTOMETRIC) - 1)]
+    return jnp.where(op >= len(_PHOTOMETRIC), geo, photo)
 
 
 def _augmix_one(key, img, severity: int, width: int, depth: int, alpha: float):
@@ -266,19 +267,18 @@ def _augmix_one(key, img, severity: int, width: int, depth: int, alpha: float):
 
     def chain(k):
         k_depth, k_ops = jax.random.split(k)
-        n_ops = jax.random.randint(k_depth, (), 1, 4) if depth <= 0 else depth
-        keys = jax.random.split(k_ops, 3)
+        n_ops = jax.random.randint(k_depth, (), 1, _STEPS + 1) if depth <= 0 else depth
+        keys = jax.random.split(k_ops, _STEPS)
 
         def step(x, inputs):
             i, ki = inputs
             k_op, k_mag, k_sign = jax.random.split(ki, 3)
-            op = jax.random.randint(k_op, (), 0, len(_OPS))
+            op = jax.random.randint(k_op, (), 0, _NUM_OPS)
             mag = jax.random.uniform(k_mag, (), minval=0.1, maxval=max(level, 0.1))
             mag = mag * jnp.where(jax.random.bernoulli(k_sign), 1.0, -1.0)
-            y = jax.lax.switch(op, _OPS, x, mag)
-            return jnp.where(i < n_ops, y, x), None
+            return jnp.where(i < n_ops, _apply_op(x, op, mag), x), None
 
-        out, _ = jax.lax.scan(step, img, (jnp.arange(3), keys))
+        out, _ = jax.lax.scan(step, img, (jnp.arange(_STEPS), keys))
         return out
 
     chains = jax.vmap(chain)(jax.random.split(k_chain, width))  # [width, H, W, C]
@@ -325,17 +325,13 @@ def augmix(
     base = jax.random.PRNGKey(seed)
     keys = np.asarray(jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(x.shape[0])))
     out = []
-    for s in range(0, x.shape[0], _CHUNK):
-        part, kp = x[s : s + _CHUNK], keys[s : s + _CHUNK]
-        n = part.shape[0]
-        if n < _CHUNK and x.shape[0] > _CHUNK:
-            part = np.concatenate([part, np.zeros((_CHUNK - n,) + part.shape[1:], part.dtype)])
-            kp = np.concatenate([kp, np.zeros((_CHUNK - n,) + kp.shape[1:], kp.dtype)])
-        out.append(
-            np.asarray(
-                _augmix_chunk(jnp.asarray(part), jnp.asarray(kp), severity, width, depth, alpha)
-            )[:n]
-        )
+    for s in range(0, x.shape[0], _AUGMIX_CHUNK):  # one compiled shape: the tail is padded
+        part, kp = x[s : s + _AUGMIX_CHUNK], keys[s : s + _AUGMIX_CHUNK]
+        n, pad = part.shape[0], _AUGMIX_CHUNK - part.shape[0]
+        part = np.concatenate([part, np.zeros((pad,) + part.shape[1:], part.dtype)])
+        kp = np.concatenate([kp, np.zeros((pad,) + kp.shape[1:], kp.dtype)])
+        args = (jnp.asarray(part), jnp.asarray(kp), severity, width, depth, alpha)
+        out.append(np.asarray(_augmix_chunk(*args))[:n])
     return np.concatenate(out).astype(np.float32)
 
 
