@@ -138,9 +138,7 @@ def test_audit_bound_holds_for_a_perfectly_memorising_model_under_randomized_res
         logits = _logits_from_margin(margin)
         with warnings.catch_warnings():
             warnings.simplefilter("error", blia.LabelDPViolationWarning)
-            res = blia.evaluate(
-                logits, lab.private_labels, keep, lab.canary, label_dp_epsilon=eps
-            )
+            res = blia.evaluate(logits, lab.private_labels, keep, lab.canary, label_dp_epsilon=eps)
         bound = np.exp(eps) / (1 + np.exp(eps))
         assert res["bound"] == pytest.approx(bound)
         lo, hi = res["confidence"]["interval"]

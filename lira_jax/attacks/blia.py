@@ -141,9 +141,7 @@ def _check_arrays(margin, private_labels, keep, canary):
     return private_labels.astype(np.int64), keep, canary
 
 
-def calibrate_thresholds(
-    margin: np.ndarray, labels: np.ndarray, mask: np.ndarray
-) -> np.ndarray:
+def calibrate_thresholds(margin: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-model margin thresholds t that maximise the accuracy of 1[Δ >= t] on `mask`.
 
     Candidates are midpoints between consecutive distinct Δ values of the calibration
@@ -320,9 +318,7 @@ def margin_curve(
         ]
     margins = sorted({float(m) for m in margins})
     rows = [
-        margin_attack(
-            logits, private_labels, keep, canary, margin=m, query=query, level=level
-        )
+        margin_attack(logits, private_labels, keep, canary, margin=m, query=query, level=level)
         for m in margins
     ]
     return {
@@ -355,7 +351,9 @@ def success_bound(
         bound = min(bound, 1.0 / (1.0 + math.exp(-label_dp_epsilon)))
     if dp_epsilon is not None and not math.isinf(dp_epsilon):
         if dp_epsilon < 0 or not 0.0 <= dp_delta < 1.0:
-            raise ValueError(f"need dp_epsilon >= 0 and dp_delta in [0, 1): {dp_epsilon}, {dp_delta}")
+            raise ValueError(
+                f"dp_epsilon={dp_epsilon} must be >= 0 and dp_delta={dp_delta} in [0, 1)."
+            )
         bound = min(bound, (math.exp(dp_epsilon) + dp_delta) / (1.0 + math.exp(dp_epsilon)))
     return bound
 
