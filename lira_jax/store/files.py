@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
+from lira_jax import failpoints
 from lira_jax.store.errors import StoreMismatchError
 
 CODECS = [
@@ -76,13 +77,17 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _write_json_atomic(path: Path, obj: Any, *, exclusive: bool = False) -> bool:
+def _write_json_atomic(
+    path: Path, obj: Any, *, exclusive: bool = False, failpoint: str | None = None
+) -> bool:
     """Writes ``obj`` as JSON to ``path`` via a temp file in the same directory.
 
     Args:
       path: destination file.
       obj: JSON-serialisable object.
       exclusive: if True, never replace an existing file (first writer wins).
+      failpoint: a `lira_jax.failpoints` point reached between the synced temp file and its
+        rename (fault tests).
 
     Returns:
       True if this call created/replaced the file, False if ``exclusive`` and it existed.
@@ -93,6 +98,8 @@ def _write_json_atomic(path: Path, obj: Any, *, exclusive: bool = False) -> bool
             json.dump(obj, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
+        if failpoint is not None:
+            failpoints.hit(failpoint)
         if not exclusive:
             os.replace(tmp, path)
             return True

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorstore as ts
 
+from lira_jax import failpoints
 from lira_jax.store import claims as claims_lib
 from lira_jax.store.errors import IncompleteStoreError, StoreError, StoreMismatchError
 from lira_jax.store.files import (
@@ -607,6 +608,7 @@ class LogitStore:
             self._logits[start:stop].write(stored).result()
             for name, values in block_arrays.items():
                 self._optional[name][start:stop].write(values).result()
+        failpoints.hit("logits_written")
         sums = {}
         for name, values in block_arrays.items():
             opt = OPTIONAL_ARRAYS[name]
@@ -621,7 +623,8 @@ class LogitStore:
             "extra": extra,
         }
         name = f"m{start:06d}-{stop:06d}.json"
-        if not _write_json_atomic(self.path / _BLOCKS_DIR / name, record, exclusive=True):
+        path = self.path / _BLOCKS_DIR / name
+        if not _write_json_atomic(path, record, exclusive=True, failpoint="record_renaming"):
             raise StoreError(
                 f"Block [{start}, {stop}) was completed concurrently by another process; two jobs "
                 "were given the same --model_range."

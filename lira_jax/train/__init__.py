@@ -1,7 +1,8 @@
 """Training: the multi-model engine (sharded over local devices), logit queries, the split
-of model ranges over devices and processes, DP-SGD and its privacy accounting."""
+of model ranges over devices and processes, the run loop that fills a store (`run`), DP-SGD
+and its privacy accounting."""
 
-from lira_jax.train import accounting, dpsgd, sharding
+from lira_jax.train import accounting, dpsgd, run, sharding
 from lira_jax.train.engine import (
     BACKEND_DEFAULTS,
     COMPUTE_DTYPES,
@@ -33,6 +34,7 @@ __all__ = [
     "models_mesh",
     "process_share",
     "query_logits",
+    "run",
     "sharding",
     "steps_per_epoch",
 ]

@@ -59,6 +59,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lira_jax import failpoints
 from lira_jax.data import augment
 from lira_jax.models import get_model
 from lira_jax.train import dpsgd
@@ -554,6 +555,7 @@ class Engine:
             params, opt_state, stats = epoch_fn(
                 params, opt_state, data_keys, keep_dev, labels_dev, epoch_index, self.x
             )
+            failpoints.hit("epoch_dispatched")  # Fault tests: a kill during the epoch.
             if progress is not None:
                 jax.block_until_ready(stats)
                 seconds = time.perf_counter() - start
