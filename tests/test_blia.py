@@ -191,3 +191,21 @@ def test_bad_inputs_are_named():
         blia.confidence_attack(logits, lab.private_labels[:3], keep, lab.canary)
     with pytest.raises(ValueError, match="margin=-1"):
         blia.margin_attack(logits, lab.private_labels, keep, lab.canary, margin=-1)
+
+
+def test_false_alarms_at_a_tight_bound_are_rare():
+    # A perfect memoriser's success is Binomial(n, bound)/n: honest audits at the bound itself.
+    eps, n = 1.0, 400
+    bound = blia.success_bound(eps)
+    draws = np.random.default_rng(11).binomial(n, bound, size=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blia.LabelDPViolationWarning)
+        flags = [
+            blia.audit(blia.Rate.of(np.arange(n) < k), label_dp_epsilon=eps)["violation"]
+            for k in draws
+        ]
+    # At most (1 - VIOLATION_LEVEL) / 2 = 0.05 % expected (Clopper-Pearson is conservative);
+    # the 95 % lower end alone would pass the bound in about 2.5 % of them.
+    assert sum(flags) <= 4
+    lowers = [clopper_pearson(int(k), n)[0] for k in draws[:400]]
+    assert 0.005 < np.mean(np.array(lowers) > bound) < 0.06

@@ -26,7 +26,9 @@ by at most e^ε whatever the output, so no rule — abstaining ones included, co
 deciding — infers it with probability above e^ε / (1 + e^ε); under (ε, δ)-DP (DP-SGD, which
 protects the whole example and so its label) the bound is (e^ε + δ) / (1 + e^ε). The measured
 success's lower confidence bound s gives an empirical lower bound on ε: ε̂ = log(s / (1 − s))
-(log((s − δ) / (1 − s)) against (ε, δ)); s above the bound means the mechanism is broken.
+(log((s − δ) / (1 − s)) against (ε, δ)); s above the bound means the mechanism is broken. The
+bound is tight (a model that outputs exactly the label it trained on attains it), so the
+violation flag asks for a stricter lower bound (`VIOLATION_LEVEL`) than the reported one.
 
 Design notes: everything is numpy on the host in float64 (softmax differences of float32
 logits). Functions take whole arrays — logits [M, N, C] or [M, N, A, C] (query `query` is
@@ -46,6 +48,11 @@ import numpy as np
 from lira_jax.metrics import clopper_pearson
 
 DEFAULT_LEVEL = 0.95
+# Confidence level of the violation flag. A perfectly memorising model attains the label-DP
+# bound exactly, so a flag raised whenever the 95 % interval's lower end passed the bound
+# would fire in 2.5 % of honest audits (and more often over an ε sweep and two attacks):
+# the flag uses the 99.9 % interval's lower end instead (false alarms <= 0.05 % per check).
+VIOLATION_LEVEL = 0.999
 # Coverages (fractions of IN canary pairs decided) at which the margin curve is drawn.
 DEFAULT_CURVE_COVERAGES = (1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
 
@@ -375,6 +382,7 @@ def audit(
     dp_epsilon: float | None = None,
     dp_delta: float = 0.0,
     what: str = "success",
+    violation_level: float = VIOLATION_LEVEL,
 ) -> dict:
     """Compares a measured success with the DP bounds; warns loudly on a violation.
 
@@ -383,23 +391,32 @@ def audit(
       label_dp_epsilon: ε of randomized response (None/inf: off).
       dp_epsilon, dp_delta: the DP-SGD accountant's (ε, δ) (None: no DP-SGD).
       what: names the attack in the warning.
+      violation_level: confidence level of the lower bound that must pass the bound for a
+        violation (see `VIOLATION_LEVEL`).
 
     Returns:
       {"bound", "lower" (the interval's lower end), "epsilon_hat" (label-DP reading, δ = 0),
        "epsilon_hat_dp" (against the accountant's δ; None without DP-SGD), "label_dp_epsilon",
-       "dp_epsilon", "violation" (bool), "message"}.
+       "dp_epsilon", "violation_lower" (the lower end at `violation_level`), "violation"
+       (bool), "message"}.
     """
     bound = success_bound(label_dp_epsilon, dp_epsilon, dp_delta)
     lower = rate.interval[0]
-    violation = not math.isnan(lower) and lower > bound + 1e-12
+    strict = (
+        clopper_pearson(rate.successes, rate.trials, violation_level)[0]
+        if rate.trials
+        else math.nan
+    )
+    violation = not math.isnan(strict) and strict > bound + 1e-12
     eps_str = lambda e: None if e is None else ("inf" if math.isinf(e) else float(e))  # noqa: E731
     message = (
-        f"{what}: lower confidence bound {lower:.4f} is within the bound {bound:.4f}"
+        f"{what}: lower confidence bound {lower:.4f} ({violation_level:g}: {strict:.4f}) is "
+        f"within the bound {bound:.4f}"
         if not violation
         else (
-            f"LABEL-DP VIOLATION: {what}'s lower confidence bound {lower:.4f} exceeds the bound "
-            f"{bound:.4f} (label_dp_epsilon={label_dp_epsilon}, dp_epsilon={dp_epsilon}); the "
-            "privacy mechanism or its bookkeeping is broken."
+            f"LABEL-DP VIOLATION: {what}'s {violation_level:g} lower confidence bound "
+            f"{strict:.4f} exceeds the bound {bound:.4f} (label_dp_epsilon={label_dp_epsilon}, "
+            f"dp_epsilon={dp_epsilon}); the privacy mechanism or its bookkeeping is broken."
         )
     )
     if violation:
@@ -411,6 +428,7 @@ def audit(
         "epsilon_hat_dp": None if dp_epsilon is None else empirical_epsilon(lower, dp_delta),
         "label_dp_epsilon": eps_str(label_dp_epsilon),
         "dp_epsilon": eps_str(dp_epsilon),
+        "violation_lower": None if math.isnan(strict) else strict,
         "violation": violation,
         "message": message,
     }
