@@ -1,7 +1,8 @@
 """Training: the multi-model engine (sharded over local devices), logit queries, the split
-of model ranges over devices and processes, and the run loop that fills a store (`run`)."""
+of model ranges over devices and processes, the run loop that fills a store (`run`), DP-SGD
+and its privacy accounting."""
 
-from lira_jax.train import run, sharding
+from lira_jax.train import accounting, dpsgd, run, sharding
 from lira_jax.train.engine import (
     BACKEND_DEFAULTS,
     COMPUTE_DTYPES,
@@ -22,9 +23,11 @@ __all__ = [
     "COMPUTE_DTYPES",
     "Engine",
     "TrainConfig",
+    "accounting",
     "auto_models_per_step",
     "backend_defaults",
     "bytes_per_model",
+    "dpsgd",
     "epoch_batches",
     "initialize_distributed",
     "model_keys",
