@@ -1,5 +1,6 @@
 """Tests for lira_jax.store: round trip, concurrency, plain-zarr readability, failure modes."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -525,3 +526,52 @@ def test_one_table_entry_is_a_whole_new_per_block_array(tmp_path, monkeypatch):
         7.0
     ).result()
     assert s.corrupt_blocks() == [(2, 6, "margins sha256 differs")]
+
+
+def test_groups_and_source_index_round_trip_and_old_stores_lack_them(tmp_path):
+    keep, labels = _keep_labels()
+    names = ("over_represented", "under_represented")
+    groups = np.array([0, 0, 0, 0, 1, 1, 1])
+    source = np.array([0, 1, 2, 3, 40, 7, 19])
+    spec = st.StoreSpec(
+        M, N, A, C, ("identity", "hflip"), {"seed": 0},
+        optional_arrays=("groups", "source_index"), group_names=names,
+    )  # fmt: skip
+    arrays = {"groups": groups, "source_index": source}
+    s = st.create_or_open(tmp_path / "s", spec, keep, labels, arrays=arrays)
+    s.write_block(0, _logits())
+    r = st.open_store(tmp_path / "s", complete=True)
+    assert r.group_names == names
+    np.testing.assert_array_equal(r.groups(), groups)
+    np.testing.assert_array_equal(r.source_index(), source)
+    r.verify()
+    g = zarr.open_group(tmp_path / "s", mode="r")  # readable without lira_jax
+    assert g.attrs["lira_jax"]["group_names"] == list(names)
+    np.testing.assert_array_equal(g["groups"][...], groups)
+    # Reopened with other names or values: refused, nothing changed.
+    before = _snapshot(tmp_path / "s")
+    other = dataclasses.replace(spec, group_names=("a", "b"))
+    with pytest.raises(st.StoreMismatchError, match="group_names"):
+        st.create_or_open(tmp_path / "s", other, keep, labels, arrays=arrays)
+    with pytest.raises(st.StoreMismatchError, match="different `source_index`"):
+        st.create_or_open(
+            tmp_path / "s", spec, keep, labels, arrays={**arrays, "source_index": source + 1}
+        )
+    assert _snapshot(tmp_path / "s") == before
+    # Bad specs and values: one clear error each, before anything is written.
+    with pytest.raises(st.StoreError, match="group_names"):
+        st.StoreSpec(M, N, A, C, ("i", "h"), {}, optional_arrays=("groups",))
+    with pytest.raises(st.StoreError, match="only 2 group_names"):
+        st.create_or_open(
+            tmp_path / "t", spec, keep, labels, arrays={**arrays, "groups": groups + 1}
+        )
+    with pytest.raises(st.StoreError, match="integers >= 0"):
+        st.create_or_open(
+            tmp_path / "t", spec, keep, labels, arrays={**arrays, "source_index": -source}
+        )
+    assert not (tmp_path / "t" / "zarr.json").exists()
+    # A store without groups (every older store) says how to get them.
+    plain = _create(tmp_path / "p")
+    assert plain.group_names == ()
+    with pytest.raises(st.StoreError, match="--mixture"):
+        plain.groups()

@@ -90,19 +90,28 @@ def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, n
     return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
 
 
-def _finish(name, x_train, y_train, x_test, y_test, num_classes, mirror_ok, max_train):
-    if max_train is not None:
-        x_train, y_train = x_train[:max_train], y_train[:max_train]
-    x_train, x_test = _standardise(x_train.astype(np.float32), x_test.astype(np.float32))
+def _raw(name, x_train, y_train, x_test, y_test, num_classes, mirror_ok) -> Dataset:
     return Dataset(
         name=name,
-        x_train=x_train,
-        y_train=y_train.astype(np.int32),
-        x_test=x_test,
-        y_test=y_test.astype(np.int32),
+        x_train=np.asarray(x_train, np.float32),
+        y_train=np.asarray(y_train).astype(np.int32),
+        x_test=np.asarray(x_test, np.float32),
+        y_test=np.asarray(y_test).astype(np.int32),
         num_classes=int(num_classes),
         mirror_ok=mirror_ok,
     )
+
+
+def standardise(ds: Dataset, max_train: int | None = None) -> Dataset:
+    """The pool of a run: the first `max_train` training examples of a raw dataset,
+    standardised (train and test) with the pool's mean and std per channel or feature."""
+    if max_train is not None and max_train < 2:
+        raise DatasetError(f"max_train={max_train} must be at least 2 (or unset for all).")
+    x_train, y_train = ds.x_train, ds.y_train
+    if max_train is not None:
+        x_train, y_train = x_train[:max_train], y_train[:max_train]
+    x_train, x_test = _standardise(x_train, ds.x_test)
+    return dataclasses.replace(ds, x_train=x_train, y_train=y_train, x_test=x_test)
 
 
 def _load_digits(num_test: int = 297):
@@ -217,8 +226,29 @@ def _load_tfds(tfds_name: str, data_dir: str | None):
     )
 
 
+def load_raw(name: str, data_dir: str | None = None) -> Dataset:
+    """Loads a dataset by registry name, unstandardised: images in [0, 1], tabular
+    features as published, every training example. Mixtures combine raw datasets and
+    standardise once (`standardise`) after mixing.
+
+    Raises:
+      DatasetError: unknown name, or the data is not available locally.
+    """
+    if name == "digits":
+        return _raw(name, *_load_digits(), 10, False)
+    if name == "breast_cancer":
+        return _raw(name, *_load_breast_cancer(), 2, False)
+    if name == "fashion_mnist_idx":
+        return _raw(name, *_load_idx_dir(data_dir or DEFAULT_IDX_DIR), 10, True)
+    if name in _TFDS_NAMES:
+        tfds_name, mirror_ok = _TFDS_NAMES[name]
+        *arrays, num_classes = _load_tfds(tfds_name, data_dir)
+        return _raw(name, *arrays, num_classes, mirror_ok)
+    raise DatasetError(f"Unknown dataset {name!r}. Known datasets: {', '.join(dataset_names())}.")
+
+
 def load_dataset(name: str, data_dir: str | None = None, max_train: int | None = None) -> Dataset:
-    """Loads a dataset by registry name.
+    """Loads a dataset by registry name, as a run's pool (`standardise(load_raw(...))`).
 
     Args:
       name: one of `dataset_names()`.
@@ -234,17 +264,4 @@ def load_dataset(name: str, data_dir: str | None = None, max_train: int | None =
     """
     if max_train is not None and max_train < 2:
         raise DatasetError(f"max_train={max_train} must be at least 2 (or unset for all).")
-    if name == "digits":
-        x_tr, y_tr, x_te, y_te = _load_digits()
-        return _finish(name, x_tr, y_tr, x_te, y_te, 10, False, max_train)
-    if name == "breast_cancer":
-        x_tr, y_tr, x_te, y_te = _load_breast_cancer()
-        return _finish(name, x_tr, y_tr, x_te, y_te, 2, False, max_train)
-    if name == "fashion_mnist_idx":
-        x_tr, y_tr, x_te, y_te = _load_idx_dir(data_dir or DEFAULT_IDX_DIR)
-        return _finish(name, x_tr, y_tr, x_te, y_te, 10, True, max_train)
-    if name in _TFDS_NAMES:
-        tfds_name, mirror_ok = _TFDS_NAMES[name]
-        x_tr, y_tr, x_te, y_te, num_classes = _load_tfds(tfds_name, data_dir)
-        return _finish(name, x_tr, y_tr, x_te, y_te, num_classes, mirror_ok, max_train)
-    raise DatasetError(f"Unknown dataset {name!r}. Known datasets: {', '.join(dataset_names())}.")
+    return standardise(load_raw(name, data_dir), max_train)

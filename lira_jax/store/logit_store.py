@@ -137,6 +137,11 @@ def create_or_open(
             f"test_labels must be given exactly when spec.num_test_examples > 0 (it is {t})."
         )
     values = _creation_arrays(spec, logits_dtype, {**(arrays or {}), "test_labels": test_labels})
+    if "groups" in values and values["groups"].max(initial=0) >= len(spec.group_names):
+        raise StoreError(
+            f"groups has value {values['groups'].max()} but only {len(spec.group_names)} "
+            f"group_names {list(spec.group_names)}."
+        )
     checksums = {
         "keep": _array_sha256(keep, "bool"),
         "labels": _array_sha256(labels, "int32"),
@@ -332,6 +337,19 @@ class LogitStore:
             selected model is not written yet.
         """
         return self.read_array("test_logits", models, allow_incomplete=allow_incomplete)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """Names of the values of `groups()` (empty for a store without groups)."""
+        return tuple(self.metadata.get("group_names", ()))
+
+    def groups(self) -> np.ndarray:
+        """Returns the [examples] int32 group of each example (`group_names` names them)."""
+        return self.read_array("groups")
+
+    def source_index(self) -> np.ndarray:
+        """Returns the [examples] index of each example in its group's source dataset."""
+        return self.read_array("source_index")
 
     def canary(self) -> np.ndarray:
         """Returns the [examples] bool canary mask (stores trained with canaries/label-DP)."""

@@ -78,7 +78,7 @@ class OptionalArray:
       shape: the full shape, from the store's `Dims`.
       dtype: zarr data type; None: the store's logits dtype.
       kind: how values are validated: "logits" (finite floats; checksummed as float32),
-        "labels" (ints in [0, C)) or "mask" (bool, or 0/1).
+        "labels" (ints in [0, C)), "index" (ints >= 0) or "mask" (bool, or 0/1).
       per_block: written by `write_block` with each block's logits (leading models axis);
         else written whole at creation.
       description: what it is, for messages.
@@ -114,7 +114,7 @@ class OptionalArray:
         return (1, *shape[1:]) if self.models_axis else shape
 
     def fill(self) -> Any:
-        return {"logits": 0.0, "labels": 0, "mask": False}[self.kind]
+        return {"logits": 0.0, "labels": 0, "index": 0, "mask": False}[self.kind]
 
     def validate(
         self, values: Any, dims: Dims, logits_dtype: str, *, first_model: int = 0
@@ -148,6 +148,13 @@ class OptionalArray:
                     f"[{values.min()}, {values.max()}]."
                 )
             return values.astype(dtype)
+        if self.kind == "index":
+            if not np.issubdtype(values.dtype, np.integer) or (values.size and values.min() < 0):
+                raise StoreError(
+                    f"{self.name} ({self.description}) must be integers >= 0, got dtype "
+                    f"{values.dtype}" + (f", minimum {values.min()}." if values.size else ".")
+                )
+            return values.astype(dtype)
         with np.errstate(over="ignore"):
             stored = values.astype(dtype)  # float16 may overflow to inf
         finite = np.isfinite(stored).reshape(stored.shape[0], -1).all(axis=1)
@@ -167,8 +174,7 @@ _LABELS_HINT = (
 
 # The optional arrays. To add one: an entry here, its values in `create_or_open(arrays=...)`
 # (creation arrays) or `write_block(arrays=...)` (block arrays), and a reader if it deserves
-# a named one. Candidates already planned: `groups` [N] int32 (creation, with its names in
-# the config), `source_index` [N] int32 (creation).
+# a named one.
 OPTIONAL_ARRAYS: dict[str, OptionalArray] = {
     a.name: a
     for a in (
@@ -225,6 +231,26 @@ OPTIONAL_ARRAYS: dict[str, OptionalArray] = {
             hint=_LABELS_HINT,
             models_axis=True,
         ),
+        OptionalArray(
+            "groups",
+            group="groups",
+            shape=lambda d: (d.n,),
+            dtype="int32",
+            kind="index",
+            per_block=False,
+            description="group of each example (names in the metadata's group_names)",
+            hint="train a mixture (--mixture=random|subpopulation|singletons) to get them",
+        ),
+        OptionalArray(
+            "source_index",
+            group="source_index",
+            shape=lambda d: (d.n,),
+            dtype="int64",
+            kind="index",
+            per_block=False,
+            description="index of each example in its source dataset (its group's source)",
+            hint="train a mixture (--mixture=random|subpopulation|singletons) to get them",
+        ),
     )
 }
 
@@ -248,6 +274,9 @@ class StoreSpec:
         stores (for test accuracy and influence estimates); 0 for none.
       optional_arrays: names of the `OPTIONAL_ARRAYS` the store has (whole groups); the test
         group is implied by ``num_test_examples > 0``. Stored sorted.
+      group_names: the name of each value of the ``groups`` array (e.g.
+        ``("over_represented", "under_represented")``); given exactly when the store has
+        ``groups``.
     """
 
     num_models: int
@@ -258,6 +287,7 @@ class StoreSpec:
     config: dict
     num_test_examples: int = 0
     optional_arrays: tuple[str, ...] = ()
+    group_names: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("num_models", "num_examples", "num_queries", "num_classes"):
@@ -305,6 +335,15 @@ class StoreSpec:
                     f"arrays of group {OPTIONAL_ARRAYS[name].group!r} come together."
                 )
         object.__setattr__(self, "optional_arrays", tuple(sorted(names)))
+        groups = tuple(self.group_names)
+        if ("groups" in names) != bool(groups) or not all(isinstance(g, str) for g in groups):
+            raise StoreError(
+                f"StoreSpec.group_names ({groups!r}) must name every group (strings) exactly "
+                "when the store has a `groups` array."
+            )
+        if len(set(groups)) != len(groups):
+            raise StoreError(f"StoreSpec.group_names must be distinct, got {groups!r}.")
+        object.__setattr__(self, "group_names", groups)
 
     @property
     def dims(self) -> Dims:
@@ -364,6 +403,7 @@ def _metadata(spec: StoreSpec, logits_dtype: str, array_sha256: dict[str, str]) 
         "logits_dtype": logits_dtype,
         "optional_arrays": list(spec.optional_arrays),
         "array_sha256": array_sha256,
+        **({"group_names": list(spec.group_names)} if spec.group_names else {}),
         "config": spec.config,
         "config_fingerprint": config_fingerprint(spec.config),
         "library_versions": _library_versions(),
@@ -434,6 +474,10 @@ def _check_matches(path: Path, meta: dict, expected: dict) -> None:
     ):
         if meta.get(key, 0 if key == "num_test_examples" else None) != expected[key]:
             problems.append(f"  {key}: {meta.get(key)!r} -> {expected[key]!r}")
+    if meta.get("group_names", []) != expected.get("group_names", []):
+        problems.append(
+            f"  group_names: {meta.get('group_names')} -> {expected.get('group_names')}"
+        )
     if list(present_arrays(meta)) != expected["optional_arrays"]:
         problems.append(
             f"  optional_arrays: {list(present_arrays(meta))} -> {expected['optional_arrays']}"
