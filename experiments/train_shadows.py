@@ -15,9 +15,9 @@ from absl import app, flags
 
 from experiments import configs, flagdefs
 from lira_jax import store as store_lib
-from lira_jax.data import datasets
+from lira_jax.data import datasets, mixtures
 from lira_jax.models import CONV_IMPLS, arch_names
-from lira_jax.train import COMPUTE_DTYPES, sharding
+from lira_jax.train import COMPUTE_DTYPES, pool, sharding
 from lira_jax.train.run import parse_model_range, train_shadows
 
 __all__ = ["CONFIG_KEYS", "make_config", "train_shadows"]
@@ -48,6 +48,36 @@ _QUERIES = flags.DEFINE_string(
 _STORE_TEST_LOGITS = flags.DEFINE_bool(
     "store_test_logits", None, "Also store every model's logits on the test set (influence)."
 )
+_MIXTURE_FLAGS = {
+    "mixture": flags.DEFINE_enum(
+        "mixture",
+        None,
+        list(mixtures.MIXTURES),
+        "Add an under-represented group from --ood_dataset to the pool (default none): a "
+        "class-balanced random subset, its smallest feature cluster (subpopulation), or its "
+        "memorized examples (singletons, needs --singleton_workdir).",
+    ),
+    "ood_dataset": flags.DEFINE_string(
+        "ood_dataset",
+        None,
+        f"Source of the under-represented group: {pool.OOD_SOURCES} (aug: AugMix-style "
+        "corruptions of base examples outside the pool) or a dataset name.",
+    ),
+    "ood_size": flags.DEFINE_integer(
+        "ood_size", None, "Size of the random OOD group (a multiple of the classes)."
+    ),
+    "pca_dims": flags.DEFINE_integer("pca_dims", None, "subpopulation: PCA dimensions."),
+    "num_clusters": flags.DEFINE_integer("num_clusters", None, "subpopulation: KMeans clusters."),
+    "singleton_threshold": flags.DEFINE_float(
+        "singleton_threshold", None, "singletons: memorization above which an OOD example is kept."
+    ),
+    "singleton_workdir": flags.DEFINE_string(
+        "singleton_workdir", None, "singletons: workdir of the complete --mixture=random run."
+    ),
+    "augmix_severity": flags.DEFINE_integer(
+        "augmix_severity", None, "ood_dataset=aug: corruption severity 1..10."
+    ),
+}
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the keep mask, inits and data orders.")
 _MODELS_PER_STEP = flags.DEFINE_integer(
     "models_per_step",
@@ -108,13 +138,22 @@ CONFIG_KEYS = (
 
 
 def make_config(dataset: str, **overrides) -> dict:
-    """The run config: the dataset's defaults, with every non-None override applied."""
-    unknown = set(overrides) - set(CONFIG_KEYS)
+    """The run config: the dataset's defaults, with every non-None override applied.
+
+    The mixture keys (`pool.MIXTURE_KEYS`) are part of the config only for a mixture
+    (``mixture`` other than "none"), so configs of plain runs, and of stores written before
+    mixtures existed, are unchanged.
+    """
+    unknown = set(overrides) - set(CONFIG_KEYS) - set(pool.MIXTURE_KEYS)
     if unknown:
-        raise ValueError(f"Unknown config keys {sorted(unknown)}; valid: {CONFIG_KEYS}.")
+        raise ValueError(
+            f"Unknown config keys {sorted(unknown)}; valid: {CONFIG_KEYS + pool.MIXTURE_KEYS}."
+        )
     config = {"dataset": dataset, "max_train": None, **configs.defaults_for(dataset)}
+    config.update(pool.MIXTURE_DEFAULTS)
     config.update({k: v for k, v in overrides.items() if v is not None})
-    return {k: config[k] for k in CONFIG_KEYS}
+    keys = CONFIG_KEYS + (pool.MIXTURE_KEYS if config["mixture"] != "none" else ())
+    return {k: config[k] for k in keys}
 
 
 def config_from_flags() -> dict:
@@ -135,6 +174,7 @@ def config_from_flags() -> dict:
         queries=_QUERIES.value,
         seed=_SEED.value,
         store_test_logits=_STORE_TEST_LOGITS.value,
+        **{k: flag.value for k, flag in _MIXTURE_FLAGS.items()},
     )
 
 

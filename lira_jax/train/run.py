@@ -45,6 +45,7 @@ from lira_jax.train.engine import (
     query_logits,
     steps_per_epoch,
 )
+from lira_jax.train.pool import load_pool
 
 __all__ = [
     "PHASES",
@@ -173,7 +174,8 @@ def prepare(
     refused (never modified).
     """
     _check_names(config)
-    ds = datasets.load_dataset(config["dataset"], data_dir, config["max_train"])
+    pool = load_pool(config, data_dir)
+    ds = pool.dataset
     if config["augment_mirror"] and not ds.mirror_ok:
         raise ValueError(
             f"augment_mirror=True, but mirroring changes the labels of {ds.name!r} "
@@ -209,6 +211,8 @@ def prepare(
         query_names=augment.query_names(queries),
         config=config,
         num_test_examples=ds.x_test.shape[0] if config["store_test_logits"] else 0,
+        optional_arrays=("groups", "source_index") if pool.groups is not None else (),
+        group_names=pool.group_names,
     )
     store = store_lib.create_or_open(
         Path(workdir) / "store",
@@ -217,6 +221,9 @@ def prepare(
         ds.y_train,
         logits_dtype,
         test_labels=ds.y_test if config["store_test_logits"] else None,
+        arrays={"groups": pool.groups, "source_index": pool.source_index}
+        if pool.groups is not None
+        else None,
     )
     todo = store.missing_models()
     todo = todo[(todo >= start) & (todo < stop)]
