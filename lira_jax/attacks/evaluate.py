@@ -53,7 +53,12 @@ __all__ = [
 ]
 
 AttackFn = Callable[..., AttackOutput]
-"""fn(bank: SignalBank, targets: [T] int, **options) -> AttackOutput (scores [T, N])."""
+"""fn(bank: SignalBank, targets: [T] int, *, seed: int, **options) -> AttackOutput (scores
+[T, N]). `seed` (the evaluation's seed) chooses the equal-size shadow sets
+(`shadow_sets`) and any other randomness; an attack that needs none takes it and ignores it.
+Every attack that fits statistics or models on shadow models must give each (target,
+example) IN and OUT shadow sets whose sizes do not depend on the target's membership of
+that example: `tests/test_null_calibration.py` checks every registered attack."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +107,7 @@ ATTACKS: dict[str, Attack] = {
     "rmia_offline": Attack(
         functools.partial(rmia_attack, online=False),
         ("p_y",),
-        "RMIA offline, OUT reference models, a = 0.3",
+        "RMIA offline, OUT reference models, a = 0.3 (or 'auto')",
     ),
     "song": Attack(
         song_attack, ("mentr", "labels"), "modified entropy, class thresholds (Song & Mittal 2021)"
@@ -266,7 +271,8 @@ def evaluate_signals(
         named group without examples is reported as undefined.
       num_bootstrap: resamples of the examples for the intervals (0: no intervals). Cost
         O(num_bootstrap · num_targets · N) per attack and group (~50 ns per element).
-      seed: bootstrap seed.
+      seed: seed of the bootstrap and of every attack (its `seed` argument: shadow sets,
+        sampling, attack models), unless `attack_options` gives the attack its own.
       level: confidence level of the intervals.
       fpr_levels: FPR levels of the TPR metrics.
       attack_options: {attack name: keyword arguments for its function}, e.g.
@@ -305,7 +311,7 @@ def evaluate_signals(
         start = time.perf_counter()
         base = {"num_targets": int(num_targets), "num_examples": int(bank.num_examples)}
         try:
-            output = ATTACKS[name].fn(bank, targets, **options.get(name, {}))
+            output = ATTACKS[name].fn(bank, targets, **{"seed": seed, **options.get(name, {})})
             scores = np.asarray(output.scores, dtype=np.float64)
             if scores.shape != (num_targets, bank.num_examples):
                 raise RuntimeError(
