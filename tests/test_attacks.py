@@ -446,6 +446,25 @@ def test_group_metrics_equal_metrics_on_the_subset(case):
     assert set(op) == {"tpr", "fpr", "balanced_accuracy", "ci"}
 
 
+def test_per_target_groups_select_each_targets_own_pairs(case):
+    _, labels, keep, bank = case
+    rng = np.random.default_rng(1)
+    groups = rng.integers(0, 2, size=(3, labels.size))  # a different split per target
+    results, _ = attacks.evaluate_signals(
+        bank, ["sablayrolles"], 3, groups=groups, group_names=["a", "b"], num_bootstrap=10
+    )
+    scores = attacks.sablayrolles_attack(bank, np.arange(3)).scores
+    for g, name in enumerate(["a", "b"]):
+        mask = groups == g
+        sub = metrics.summarize(scores[mask], keep[:3][mask])
+        got = results["sablayrolles"]["groups"][name]
+        assert got["auc"] == sub["auc"] and got["num_positives"] == sub["num_positives"]
+        assert got["num_examples"] == pytest.approx(mask.sum() / 3)
+        assert got["operating_point"]["tpr"] == pytest.approx((scores[mask & keep[:3]] >= 0).mean())
+    with pytest.raises(ValueError, match=r"\[T, N\]=\(3, 600\)"):
+        attacks.evaluate_signals(bank, ["yeom"], 3, groups=groups[:2])
+
+
 def test_group_validation(case):
     _, labels, _, bank = case
     groups = np.zeros(labels.size, int)

@@ -14,13 +14,17 @@ M = 16, N = 1,000 the spread of the AUC over seeds was 0.45–1.26 times the unc
 Hanley–McNeil error √((P + Q + 1)/(12PQ)) (BUILD_NOTES.md, issue 11). Before the shadow
 sets were equalised, this test failed for the LiRA variants at M = 8 and 16 (e.g. LiRA
 online 0.38 at M = 8). A new entry of `attacks.ATTACKS` is covered automatically.
+
+Per-group results must not leak either: memorization buckets estimated from each target's
+own shadow sets keep every bucket at 0.5 (the same bound), while buckets estimated from
+all models, the target included, do not.
 """
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from lira_jax import attacks, metrics
+from lira_jax import attacks, memorization, metrics
 from lira_jax.data.null import null_logits
 
 _SEEDS = (0, 1, 2)
@@ -99,3 +103,48 @@ def test_every_registered_attack_has_auc_one_half_under_the_null(null_results):
         if abs(auc.mean() - 0.5) > 4 * se:
             failures.append(f"{name}: mean AUC {auc.mean():.4f}, bound 0.5 ± {4 * se:.4f}")
     assert not failures, f"M={num_models}: " + "; ".join(failures)
+
+
+def test_memorization_groups_from_the_targets_shadows_are_calibrated_under_the_null():
+    # Groups estimated from all models (the target included) leak the target's membership
+    # into the grouping: a target's members that it got right look memorized. Estimated
+    # from each target's shadow sets (`target_memorization`), every group stays at 0.5.
+    num_models, num_examples = 16, 2000
+    names = ["lira_online_fixed_variance", "global_threshold", "sablayrolles"]
+    targets = np.arange(num_models)
+    per_target, all_models = {}, {}
+    for seed in _SEEDS:
+        logits, labels, keep = null_logits(
+            num_models, num_examples, margin=0.5, spread=1.0, seed=seed
+        )
+        bank = attacks.signal_bank_from_logits(logits, labels, keep, signal_names=["phi"])
+        correct = logits[:, :, 0].argmax(-1) == labels
+        leaky = np.broadcast_to(
+            memorization.bucketize(memorization.memorization(keep, correct)), keep.shape
+        )
+        own = memorization.bucketize(
+            memorization.target_memorization(keep, correct, targets, seed=seed).ravel()
+        ).reshape(keep.shape)
+        units = np.broadcast_to(np.arange(num_examples), keep.shape)
+        for name in names:
+            scores = attacks.ATTACKS[name].fn(bank, targets, seed=seed).scores
+            for buckets, out in ((own, per_target), (leaky, all_models)):
+                for g in range(3):
+                    sel = buckets == g
+                    if keep[sel].all() or not keep[sel].any():
+                        continue
+                    out.setdefault((name, g), []).append(
+                        clustered_auc_and_se(scores[sel], keep[sel], units[sel])
+                    )
+
+    def outside(results):
+        bad = []
+        for key, per_seed in results.items():
+            auc = np.mean([a for a, _ in per_seed])
+            se = np.sqrt(np.sum([s**2 for _, s in per_seed])) / len(per_seed)
+            if abs(auc - 0.5) > 4 * se:
+                bad.append(f"{key}: {auc:.3f} ± {4 * se:.3f}")
+        return bad
+
+    assert not outside(per_target), outside(per_target)
+    assert outside(all_models)  # the leak this avoids is visible at this size

@@ -172,8 +172,10 @@ def _group_masks(
     groups: np.ndarray | None,
     group_names: Sequence[str] | Mapping[int, str] | None,
     num_examples: int,
+    num_targets: int,
 ) -> dict[str, np.ndarray]:
-    """name -> [N] bool mask of the group's examples (empty dict without groups)."""
+    """name -> [T, N] bool mask of the group's (target, example) pairs (empty dict without
+    groups); groups of shape [N] apply to every target alike."""
     if groups is None:
         if group_names is not None:
             raise ValueError(
@@ -182,11 +184,13 @@ def _group_masks(
             )
         return {}
     groups = np.asarray(groups)
-    if groups.shape != (num_examples,) or not np.issubdtype(groups.dtype, np.integer):
+    shapes = ((num_examples,), (num_targets, num_examples))
+    if groups.shape not in shapes or not np.issubdtype(groups.dtype, np.integer):
         raise ValueError(
-            f"groups must be an int array of shape [N]=({num_examples},), got "
-            f"{groups.dtype} {groups.shape}."
+            f"groups must be an int array of shape [N]=({num_examples},) or, per target, "
+            f"[T, N]=({num_targets}, {num_examples}); got {groups.dtype} {groups.shape}."
         )
+    groups = np.broadcast_to(groups, shapes[1])
     if group_names is None:
         names = {int(g): f"group_{int(g)}" for g in np.unique(groups)}
     elif isinstance(group_names, Mapping):
@@ -265,7 +269,10 @@ def evaluate_signals(
       attack_names: names accepted by `resolve_attacks`; "all" = every attack the bank's
         signals support.
       num_targets: models 0 .. num_targets-1 serve in turn as the target.
-      groups: optional [N] int group id of every example; adds per-group metrics.
+      groups: optional [N] int group id of every example, or [T, N] one per target (e.g.
+        memorization buckets estimated from each target's own shadow sets, so that a
+        target's outputs never decide which group its examples fall in); adds per-group
+        metrics ("num_examples" is then the mean number of examples per target).
       group_names: names of the group ids: a sequence (id i -> group_names[i]) or a
         mapping {id: name}; default "group_<id>". Every id in `groups` needs a name; a
         named group without examples is reported as undefined.
@@ -295,7 +302,8 @@ def evaluate_signals(
     stray = sorted(set(options) - set(names))
     if stray:
         raise ValueError(f"attack_options given for attack(s) {stray} that are not being run.")
-    masks = _group_masks(groups, group_names, bank.num_examples)
+    masks = _group_masks(groups, group_names, bank.num_examples, num_targets)
+    per_target_groups = groups is not None and np.ndim(groups) == 2
     targets = np.arange(num_targets)
     truth = bank.keep[targets].ravel()
     if truth.all() or not truth.any():
@@ -344,7 +352,7 @@ def evaluate_signals(
                         "num_examples": 0,
                     }
                     continue
-                sel = np.tile(mask, num_targets)
+                sel = mask.ravel()
                 sub, _ = _metrics(
                     pooled[sel],
                     truth[sel],
@@ -352,7 +360,8 @@ def evaluate_signals(
                     None if decisions is None else decisions[sel],
                     **settings,
                 )
-                res["groups"][group] = {**sub, "num_examples": int(mask.sum())}
+                count = float(mask.sum() / num_targets) if per_target_groups else int(mask[0].sum())
+                res["groups"][group] = {**sub, "num_examples": count}
         res["seconds"] = round(time.perf_counter() - start, 3)
         results[name] = res
         curves[name] = curve

@@ -198,18 +198,36 @@ def target_shadow_mask(keep: np.ndarray, target: int, seed: int = 0) -> np.ndarr
     return equalized_shadow_mask(keep, [target], seed)
 
 
-def cached_drop(bank, targets: np.ndarray, seed: int) -> np.ndarray | None:
-    """`equalizing_drop` of a `SignalBank`'s keep mask, memoised; None if not balanced.
+class _KeepCache:
+    """A keep mask with the `cached` memo of a `SignalBank`, for callers without a bank."""
+
+    def __init__(self, keep: np.ndarray):
+        self.keep = _as_keep(keep)
+        self._cache: dict = {}
+
+    def cached(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+
+def _with_cache(bank_or_keep):
+    return bank_or_keep if hasattr(bank_or_keep, "cached") else _KeepCache(bank_or_keep)
+
+
+def cached_drop(bank_or_keep, targets: np.ndarray, seed: int) -> np.ndarray | None:
+    """`equalizing_drop` of a keep mask, memoised on a `SignalBank`; None if not balanced.
 
     Args:
-      bank: a `SignalBank`.
+      bank_or_keep: a `SignalBank` (draws are memoised on it) or a keep mask [M, N].
       targets: [T] validated target indices.
       seed: the attack's seed.
 
     Returns:
       [T, N] int64 dropped model per (target, example) (−1 where none), or None when the
-      mask is unbalanced and the attack must use `target_shadow_masks`.
+      mask is unbalanced and the caller must use `target_shadow_masks`.
     """
+    bank = _with_cache(bank_or_keep)
     if not bank.cached(("is_balanced",), lambda: is_balanced(bank.keep)):
         return None
     orders = bank.cached(("group_orders",), lambda: group_orders(bank.keep))
@@ -219,8 +237,9 @@ def cached_drop(bank, targets: np.ndarray, seed: int) -> np.ndarray | None:
     )
 
 
-def target_shadow_masks(bank, targets: np.ndarray, seed: int):
-    """Yields `target_shadow_mask(bank.keep, t, seed)` for each target (cached draws)."""
+def target_shadow_masks(bank_or_keep, targets: np.ndarray, seed: int):
+    """Yields `target_shadow_mask(keep, t, seed)` for each target (draws memoised on a bank)."""
+    bank = _with_cache(bank_or_keep)
     drop = cached_drop(bank, targets, seed)
     for i, t in enumerate(targets):
         if drop is None:
@@ -257,20 +276,22 @@ def group_removals(
 
 
 def shadow_group_sums(
-    values: np.ndarray, bank, targets: np.ndarray, seed: int
+    values: np.ndarray, bank_or_keep, targets: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per target and example, the sum and count of `values` over its IN and OUT shadows.
 
     Args:
-      values: [M, N] per-model signal of the bank's models.
-      bank: the `SignalBank` (keep mask and cache).
+      values: [M, N] per-model signal.
+      bank_or_keep: a `SignalBank` (draws are memoised on it) or the keep mask [M, N].
       targets: [T] target indices.
       seed: the attack's seed.
 
     Returns:
       (sum_in, count_in, sum_out, count_out), each [T, N] (counts int64).
     """
+    bank = _with_cache(bank_or_keep)
     keep = bank.keep
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
     drop = cached_drop(bank, targets, seed)
     if drop is not None:
         v_in, r_in, v_out, r_out = group_removals(values, keep, targets, drop)
@@ -279,7 +300,7 @@ def shadow_group_sums(
         count_in = keep.sum(axis=0) - r_in.astype(np.int64)
         count_out = (~keep).sum(axis=0) - r_out.astype(np.int64)
         return sum_in, count_in, sum_out, count_out
-    shape = (len(targets), keep.shape[1])
+    shape = (targets.size, keep.shape[1])
     sum_in, sum_out = np.empty(shape), np.empty(shape)
     count_in, count_out = np.empty(shape, np.int64), np.empty(shape, np.int64)
     for i, use in enumerate(target_shadow_masks(bank, targets, seed)):
