@@ -226,7 +226,8 @@ def _metrics(
     num_pos = int(truth.sum())
     if num_pos == 0 or num_pos == truth.size:
         reason = f"{num_pos} members and {truth.size - num_pos} non-members: the ROC needs both."
-        return {"undefined": True, "reason": reason}, None
+        counts = {"num_positives": num_pos, "num_negatives": int(truth.size - num_pos)}
+        return {"undefined": True, "reason": reason, **counts}, None
     curve = metrics.roc_curve(scores, truth)
     out = metrics.summarize_curve(*curve, num_pos, truth.size - num_pos, fpr_levels)
     if decisions is not None:
@@ -349,6 +350,8 @@ def evaluate_signals(
                     res["groups"][group] = {
                         "undefined": True,
                         "reason": "no example belongs to this group",
+                        "num_positives": 0,
+                        "num_negatives": 0,
                         "num_examples": 0,
                     }
                     continue
