@@ -100,6 +100,11 @@ def sample_complexity_report(
     return result
 
 
+def _count(n: float) -> str:
+    """An example count: exact, or a mean per target to one decimal."""
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
+
+
 def summary_table(result: dict, attack: str = _PLOT_ATTACK) -> str:
     """Markdown: median AUC per k (rows) and group (columns), then the Hellinger comparison."""
     groups = list(result["groups"])
@@ -108,7 +113,7 @@ def summary_table(result: dict, attack: str = _PLOT_ATTACK) -> str:
         f"{attack}: median AUC over {result['num_draws']} draws (k shadow models per side)",
         "",
         "| k | "
-        + " | ".join(f"{g} (n={result['groups'][g]['num_examples']})" for g in groups)
+        + " | ".join(f"{g} (n={_count(result['groups'][g]['num_examples'])})" for g in groups)
         + " |",
         "|---:|" + "---:|" * len(groups),
     ]
