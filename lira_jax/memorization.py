@@ -12,6 +12,11 @@ All estimators work on the store's arrays: `keep` [models, examples] bool, `logi
     the number of IN and OUT models per example matters, and both must be >= 1.
   * Influence of training example i on test example j: the same estimator with the test
     correctness [models, tests] in place of C, for all pairs at once as two matmuls.
+  * Per-target memorization (`target_memorization`): the same estimate from a target's
+    leave-one-model-out shadow sets (`lira_jax.attacks.shadow_sets`: target excluded, IN
+    and OUT counts independent of its membership), for grouping that target's examples
+    without letting its own outputs choose the group. The other estimators use all
+    models: they describe examples, not an attack on one model.
   * Privacy score (Carlini et al. 2022, §VII-B): |μ_in − μ_out| / (σ_in + σ_out) of the
     Gaussians fitted to φ (LiRA's logit-scaled confidence) over IN and OUT models.
 

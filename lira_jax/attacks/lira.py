@@ -26,6 +26,8 @@ the standard deviation from masked sums.
   * 1e-30 is added to every σ so that an example whose shadows agree exactly gives a
     finite, very confident score rather than NaN.
 
+The global-threshold baseline scores the target's own φ and uses no shadow model.
+
 Examples that no shadow model trained on (online) or that every shadow model trained on
 are an error (`AttackUndefined`), not a NaN score; so are, for the per-example-σ
 variants, examples with a single IN (online) or OUT shadow model, whose σ would be 0
