@@ -113,10 +113,9 @@ def reference_attack(bank: SignalBank, targets: np.ndarray, *, seed: int = 0) ->
     scores = np.empty((targets.size, bank.num_examples))
     for i, use in enumerate(shadow_sets.target_shadow_masks(bank, targets, seed)):
         _, sorted_out = _loo.sort_groups(bank.loss, bank.keep & use, ~bank.keep & use)
-        none = np.zeros((bank.num_examples, 1), bool)
-        scores[i] = _located(sorted_out, x[:, i : i + 1], x[:, i : i + 1], none, targets[i:], bank)[
-            :, 0
-        ]
+        column, nothing_removed = x[:, i : i + 1], np.zeros((bank.num_examples, 1), bool)
+        located = _located(sorted_out, column, column, nothing_removed, targets[i:], bank)
+        scores[i] = located[:, 0]
     return AttackOutput(scores=scores)
 
 
