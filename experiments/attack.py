@@ -34,9 +34,10 @@ _NUM_BOOTSTRAP = flags.DEFINE_integer(
 _GROUPS = flags.DEFINE_enum(
     "groups",
     "none",
-    ["none", "memorization"],
+    ["none", "memorization", "store"],
     "Per-group results: 'memorization' splits examples by Feldman-Zhang memorization "
-    "estimated from the store (buckets --mem_thresholds).",
+    "estimated from the store (buckets --mem_thresholds); 'store' uses the store's own "
+    "groups (e.g. over-/under-represented of a mixture).",
 )
 _GROUP_THRESHOLDS = flags.DEFINE_list(
     "group_mem_thresholds", ["0.1", "0.5"], "Memorization bucket edges for --groups."
@@ -116,7 +117,8 @@ def attack(
       attacks: "all" or comma-separated attack names.
       num_targets: number of target models (0: all).
       num_bootstrap: bootstrap resamples for confidence intervals (0: none).
-      groups: "none" or "memorization" (per-bucket results, see `memorization_groups`).
+      groups: "none", "memorization" (per-bucket results, see `memorization_groups`) or
+        "store" (the store's `groups` array and `group_names`, e.g. of a mixture).
       group_thresholds: memorization bucket edges.
       seed: seed of the bootstrap, of the equal-size shadow sets and of trained attack
         models (Shokri).
@@ -147,8 +149,10 @@ def attack(
     group_ids, group_names = None, None
     if groups == "memorization":
         group_ids, group_names = memorization_groups(store, group_thresholds, num_targets, seed)
+    elif groups == "store":
+        group_ids, group_names = store.groups(), store.group_names
     elif groups != "none":
-        raise ValueError(f"groups={groups!r} must be 'none' or 'memorization'.")
+        raise ValueError(f"groups={groups!r} must be 'none', 'memorization' or 'store'.")
     options = {}
     for name, rmia_options in (
         ("rmia_online", {"gamma": rmia_gamma}),

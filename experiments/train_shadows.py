@@ -178,6 +178,24 @@ def config_from_flags() -> dict:
     )
 
 
+def mixture_params_from_flags() -> dict:
+    """The mixture selection settings given by flags (for binaries that sweep mixtures)."""
+    skip = ("mixture", "ood_dataset", "singleton_workdir")
+    return {k: f.value for k, f in _MIXTURE_FLAGS.items() if k not in skip and f.value is not None}
+
+
+def train_options_from_flags() -> dict:
+    """The execution options of `run.train_shadows` given by flags (not part of a config)."""
+    return dict(
+        data_dir=_DATA_DIR.value,
+        models_per_step=_MODELS_PER_STEP.value,
+        conv_impl=_CONV_IMPL.value,
+        compute_dtype=_COMPUTE_DTYPE.value,
+        logits_dtype=_LOGITS_DTYPE.value,
+        checkpoint_every=_CHECKPOINT_EVERY.value,
+    )
+
+
 def run_from_flags() -> store_lib.LogitStore:
     config, model_range = config_from_flags(), _MODEL_RANGE.value
     if _DISTRIBUTED.value:  # before anything touches a device
@@ -185,15 +203,7 @@ def run_from_flags() -> store_lib.LogitStore:
         start, stop = parse_model_range(model_range, config["num_models"])
         model_range = "{}:{}".format(*sharding.process_share(start, stop, index, count))
     return train_shadows(
-        config,
-        flagdefs.WORKDIR.value,
-        data_dir=_DATA_DIR.value,
-        model_range=model_range,
-        models_per_step=_MODELS_PER_STEP.value,
-        conv_impl=_CONV_IMPL.value,
-        compute_dtype=_COMPUTE_DTYPE.value,
-        logits_dtype=_LOGITS_DTYPE.value,
-        checkpoint_every=_CHECKPOINT_EVERY.value,
+        config, flagdefs.WORKDIR.value, model_range=model_range, **train_options_from_flags()
     )
 
 

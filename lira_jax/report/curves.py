@@ -98,8 +98,10 @@ def plot_privacy_vs_memorization(
     group_names: Sequence[str] | None = None,
     spearman: dict | None = None,
     title: str = "Privacy score vs memorization",
+    xlabel: str = "memorization score",
 ) -> str:
-    """Scatter of the privacy score against memorization, coloured by group.
+    """Scatter of the privacy score against memorization (or another per-example score,
+    e.g. an OOD score: `xlabel`), coloured by group.
 
     Examples with an infinite or NaN privacy score (σ_in = σ_out = 0) are left out and
     counted in the legend.
@@ -141,7 +143,7 @@ def plot_privacy_vs_memorization(
         title = f"{title}\nSpearman ρ = {spearman['rho']:.3f}" + (
             f", p = {p:.2g}" if p is not None else ""
         )
-    ax.set_xlabel("memorization score")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("privacy score |μ_in − μ_out| / (σ_in + σ_out)")
     ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="small", markerscale=2)
