@@ -68,6 +68,7 @@ __all__ = [
     "prepare",
     "query_block",
     "train_shadows",
+    "write_privacy",
 ]
 
 PHASES = ("startup", "compile", "train", "query", "store_write")
