@@ -43,7 +43,10 @@ _WARMUP_EPOCHS = flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epoch
 _AUGMENT_SHIFT = flags.DEFINE_integer("augment_shift", None, "Max random shift (pixels).")
 _AUGMENT_MIRROR = flags.DEFINE_bool("augment_mirror", None, "Random horizontal flips.")
 _QUERIES = flags.DEFINE_string(
-    "queries", None, "Query set: identity, mirror, shiftK or crossK (e.g. shift1, cross1)."
+    "queries",
+    None,
+    "Query set: identity, mirror, shiftK, crossK, ringD, rotR, or several joined by '+' "
+    "(e.g. shift1, cross1, ring1+rot9 for the label-only augmentation attack).",
 )
 _STORE_TEST_LOGITS = flags.DEFINE_bool(
     "store_test_logits", None, "Also store every model's logits on the test set (influence)."
