@@ -84,6 +84,12 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
     "Save each block's training state every N epochs (0: never); a "
     "killed job re-run with the same command resumes from it.",
 )
+_SAVE_PARAMS = flags.DEFINE_bool(
+    "save_params",
+    False,
+    "Also save every model's final parameters (orbax, RUN/params/, checksummed in the "
+    "block records): needed by attacks that query the models (label-only boundary).",
+)
 _LOGITS_DTYPE = flags.DEFINE_enum(
     "logits_dtype", "float32", ["float32", "float16"], "Storage dtype of the logits."
 )
@@ -157,6 +163,7 @@ def run_from_flags() -> store_lib.LogitStore:
         compute_dtype=_COMPUTE_DTYPE.value,
         logits_dtype=_LOGITS_DTYPE.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,
+        save_params=_SAVE_PARAMS.value,
     )
 
 

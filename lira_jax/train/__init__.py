@@ -1,7 +1,7 @@
 """Training: the multi-model engine (sharded over local devices), logit queries, the split
 of model ranges over devices and processes, and the run loop that fills a store (`run`)."""
 
-from lira_jax.train import run, sharding
+from lira_jax.train import params, run, sharding
 from lira_jax.train.engine import (
     BACKEND_DEFAULTS,
     COMPUTE_DTYPES,
@@ -15,20 +15,24 @@ from lira_jax.train.engine import (
     query_logits,
     steps_per_epoch,
 )
+from lira_jax.train.params import SavedParams, load_params
 from lira_jax.train.sharding import initialize_distributed, models_mesh, process_share
 
 __all__ = [
     "BACKEND_DEFAULTS",
     "COMPUTE_DTYPES",
     "Engine",
+    "SavedParams",
     "TrainConfig",
     "auto_models_per_step",
     "backend_defaults",
     "bytes_per_model",
     "epoch_batches",
     "initialize_distributed",
+    "load_params",
     "model_keys",
     "models_mesh",
+    "params",
     "process_share",
     "query_logits",
     "run",
