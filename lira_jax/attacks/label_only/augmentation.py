@@ -41,6 +41,8 @@ from lira_jax.attacks.bank import AttackOutput, AttackUndefined
 from lira_jax.attacks.label_only import _shadows
 from lira_jax.attacks.label_only.labels import label_bank
 
+_TARGET_CHUNK = 16  # attack models trained at once
+
 __all__ = [
     "augmentation_count_attack",
     "augmentation_lira_attack",
@@ -236,17 +238,32 @@ def augmentation_model_attack(
             "label_only_augmentation_model: a target's shadows have no IN or no OUT pair; "
             "train more shadow models."
         )
-    keys = jax.vmap(lambda t: jax.random.fold_in(jax.random.PRNGKey(seed), t))(jnp.asarray(targets))
-    pattern_logits = _train_mlps(
-        keys,
-        jnp.asarray(2.0 * patterns - 1.0, jnp.float32),
-        jnp.asarray(counts_in / total_in, jnp.float32),
-        jnp.asarray(counts_out / total_out, jnp.float32),
-        hidden=int(hidden),
-        steps=int(steps),
-        learning_rate=float(learning_rate),
-        l2=float(l2),
-    )
-    pattern_logits = np.asarray(pattern_logits, np.float64)  # [T, P]
+    # Fixed shapes (patterns padded to a power of two with weight 0, targets in chunks of
+    # _TARGET_CHUNK) so that one compilation serves many stores and target counts.
+    num = len(patterns)
+    width = max(8, 1 << (num - 1).bit_length())
+    features = np.zeros((width, patterns.shape[1]), np.float32)
+    features[:num] = 2.0 * patterns - 1.0
+    w_in = np.zeros((len(targets), width), np.float32)
+    w_out = np.zeros_like(w_in)
+    w_in[:, :num], w_out[:, :num] = counts_in / total_in, counts_out / total_out
+    pattern_logits = np.empty((len(targets), num))
+    for t0 in range(0, len(targets), _TARGET_CHUNK):
+        rows = np.arange(t0, t0 + _TARGET_CHUNK).clip(max=len(targets) - 1)
+        keys = jax.vmap(lambda t: jax.random.fold_in(jax.random.PRNGKey(seed), t))(
+            jnp.asarray(targets[rows])
+        )
+        out = _train_mlps(
+            keys,
+            jnp.asarray(features),
+            jnp.asarray(w_in[rows]),
+            jnp.asarray(w_out[rows]),
+            hidden=int(hidden),
+            steps=int(steps),
+            learning_rate=float(learning_rate),
+            l2=float(l2),
+        )
+        stop = min(len(targets), t0 + _TARGET_CHUNK)
+        pattern_logits[t0:stop] = np.asarray(out, np.float64)[: stop - t0, :num]
     scores = np.take_along_axis(pattern_logits, ids[targets], axis=1)
     return AttackOutput(scores=scores, threshold=0.0, extras={"num_patterns": len(patterns)})

@@ -28,8 +28,10 @@ Batching: all examples of a chunk advance together (arrays [E, ...]; a chunk's m
 evaluations are single calls on E·`eval_batch` inputs), and models are mapped like the
 engine's training (sharded over devices, `model_chunk` models vmapped at once), so one
 compiled call runs a chunk of examples on every model. Memory is set by `example_chunk`
-× `eval_batch` inputs, not by N. All randomness is a function of (seed, global model
-index, global example index), so results do not depend on the chunking.
+× `eval_batch` inputs, not by N. Every random draw is a function of (seed, global model
+index, global example index), not of the chunking. The budget (iterations, evaluations)
+is passed as traced scalars: one compilation serves every budget of a given model,
+`example_chunk` and `eval_batch`.
 
 Scoring (`boundary_attack`): score = distance. Two operating points: a threshold
 calibrated on shadow models — the other models whose distances were computed, with the
@@ -180,17 +182,32 @@ def _bcast(v, x):
     return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 
 
-def _hsj_one_model(model, cfg, lo, hi, params, keys, x0, y, valid):
-    """HopSkipJump on E examples of one model. Returns (distance, queries, init_failed) [E]."""
+def _budget(config: HSJConfig, image_size: int) -> dict:
+    """The config's budget as device scalars: traced, so budgets share one compilation."""
+    return {
+        "iterations": np.int32(config.iterations),
+        "max_evals": np.int32(config.max_evals),
+        "init_evals": np.float32(config.init_evals),
+        "init_size": np.int32(config.init_size),
+        "step_halvings": np.int32(config.step_halvings),
+        "theta": np.float32(config.gamma / image_size**1.5),
+        "bisect": np.int32(_bisection_steps(config.gamma, image_size)),
+    }
+
+
+def _hsj_one_model(model, eval_batch, lo, hi, cfg, params, keys, x0, y, valid):
+    """HopSkipJump on E examples of one model. Returns (distance, queries, init_failed) [E].
+
+    `cfg` is `_budget(...)` (traced scalars); `eval_batch` is static (it sets shapes).
+    """
     e = x0.shape[0]
     image = x0.shape[1:]
     d = int(np.prod(image))
-    theta = cfg.gamma / d**1.5
-    bisect = _bisection_steps(cfg.gamma, d)
+    theta, bisect = cfg["theta"], cfg["bisect"]
     span = hi - lo
     diameter = jnp.sqrt(jnp.sum(jnp.broadcast_to(span * span, image)))
     clip = lambda z: jnp.clip(z, lo, hi)
-    s = cfg.eval_batch
+    s = eval_batch
 
     def labels_of(z):  # [K, ...] -> [K] int: the only thing read from the model
         return jnp.argmax(model.apply(params, z), axis=-1)
@@ -212,21 +229,21 @@ def _hsj_one_model(model, cfg, lo, hi, params, keys, x0, y, valid):
         u = jax.vmap(lambda k: jax.random.uniform(k, (s,) + image))(ks)
         z = lo + u * span
         index = b * s + jnp.arange(s)
-        adv = adversarial(z) & (index < cfg.init_size)[None]
+        adv = adversarial(z) & (index < cfg["init_size"])[None]
         hit = adv.any(axis=1) & ~found
         j = jnp.argmax(adv, axis=1)
         start = jnp.where(_bcast(hit, start), z[jnp.arange(e), j], start)
         first = jnp.where(hit, b * s + j, first)
         return found | hit, first, start
 
-    num_init = -(-cfg.init_size // s)
+    num_init = (cfg["init_size"] + s - 1) // s
     found, first, start = jax.lax.fori_loop(
         0,
         num_init,
         init_batch,
         (jnp.zeros(e, bool), jnp.zeros(e, jnp.int32), x0),
     )
-    queries += jnp.where(active, jnp.where(found, first + 1, cfg.init_size), 0)
+    queries += jnp.where(active, jnp.where(found, first + 1, cfg["init_size"]), 0)
     failed = active & ~found
     active = active & found
 
@@ -251,8 +268,8 @@ def _hsj_one_model(model, cfg, lo, hi, params, keys, x0, y, valid):
         x, dist, queries = carry
         tf = t.astype(jnp.float32)
         delta = jnp.where(t == 0, 0.1 * jnp.max(span), jnp.sqrt(float(d)) * theta * dist)
-        n_t = jnp.minimum(jnp.floor(cfg.init_evals * jnp.sqrt(tf + 1)), cfg.max_evals)
-        n_t = n_t.astype(jnp.int32)
+        n_t = jnp.floor(cfg["init_evals"] * jnp.sqrt(tf + 1)).astype(jnp.int32)
+        n_t = jnp.minimum(n_t, cfg["max_evals"])
 
         def grad_batch(b, sums):
             s_fu, s_f, s_u = sums
@@ -293,7 +310,7 @@ def _hsj_one_model(model, cfg, lo, hi, params, keys, x0, y, valid):
 
         def more(carry):
             i, _, searching, _, _ = carry
-            return (i <= cfg.step_halvings) & searching.any()
+            return (i <= cfg["step_halvings"]) & searching.any()
 
         eps = dist / jnp.sqrt(tf + 1)
         zero_e = jnp.zeros(e, jnp.int32)
@@ -303,15 +320,17 @@ def _hsj_one_model(model, cfg, lo, hi, params, keys, x0, y, valid):
         queries = queries + jnp.where(active, n_t + bisect, 0) + used
         return x_new, _norm(x_new - x0), queries
 
-    x, dist, queries = jax.lax.fori_loop(0, cfg.iterations, iteration, (x, dist, queries))
+    x, dist, queries = jax.lax.fori_loop(0, cfg["iterations"], iteration, (x, dist, queries))
     dist = jnp.where(active, dist, jnp.where(failed, diameter, 0.0))
     return dist, queries, failed
 
 
 @functools.lru_cache(maxsize=16)
-def _hsj_fn(model: nn.Module, cfg: HSJConfig, mesh, model_chunk):
-    def local(params, keys, lo, hi, x0, y, valid):
-        one = lambda a: _hsj_one_model(model, cfg, lo, hi, a[0], a[1], x0, y, valid)
+def _hsj_fn(model: nn.Module, eval_batch: int, mesh, model_chunk):
+    """The jitted search for one (model, eval_batch, mesh, chunk); budgets are arguments."""
+
+    def local(params, keys, lo, hi, budget, x0, y, valid):
+        one = lambda a: _hsj_one_model(model, eval_batch, lo, hi, budget, a[0], a[1], x0, y, valid)
         return map_models(one, (params, keys), model_chunk)
 
     models, rep = P(MESH_AXIS), P()
@@ -319,7 +338,7 @@ def _hsj_fn(model: nn.Module, cfg: HSJConfig, mesh, model_chunk):
         jax.shard_map(
             local,
             mesh=mesh,
-            in_specs=(models, models, rep, rep, rep, rep, rep),
+            in_specs=(models, models, rep, rep, rep, rep, rep, rep),
             out_specs=(models, models, models),
             check_vma=False,
         )
@@ -396,7 +415,8 @@ def hsj_distances(
         raise ValueError(f"model_chunk={model_chunk} must be >= 1, or 0 for a full vmap.")
     platform = mesh.devices.flat[0].platform
     chunk = backend_defaults(platform).model_chunk if model_chunk is None else model_chunk or None
-    run = _hsj_fn(model, config, mesh, chunk)
+    run = _hsj_fn(model, int(config.eval_batch), mesh, chunk)
+    budget = _budget(config, int(np.prod(x.shape[1:])))
     size = padded_size(b, mesh.devices.size)
     indices = np.concatenate([model_indices, np.repeat(model_indices[-1:], size - b)])
     if size != b:
@@ -405,7 +425,7 @@ def hsj_distances(
         )
     sharded = NamedSharding(mesh, P(MESH_AXIS))
     params = jax.device_put(params, sharded)
-    e = min(config.example_chunk, n)
+    e = config.example_chunk  # every chunk padded to it: one compiled shape for any N
     out = [np.zeros((b, n), np.float64), np.zeros((b, n), np.int64), np.zeros((b, n), bool)]
     for n0 in range(0, n, e):
         n1 = min(n, n0 + e)
@@ -413,7 +433,7 @@ def hsj_distances(
         valid = idx < n1
         idx = np.where(valid, idx, n0)  # pad the tail with copies: one compiled shape
         keys = jax.device_put(_example_keys(seed, jnp.asarray(indices), jnp.asarray(idx)), sharded)
-        res = run(params, keys, lo, hi, x[idx], y[idx], valid)
+        res = run(params, keys, lo, hi, budget, x[idx], y[idx], valid)
         for o, r in zip(out, res, strict=True):
             o[:, n0:n1] = np.asarray(r)[:b, : n1 - n0]
         if log is not None:
