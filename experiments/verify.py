@@ -52,6 +52,7 @@ def _params_check(workdir: str | Path, store: store_lib.LogitStore) -> tuple[lis
 
 
 def run_from_flags() -> None:
+    flagdefs.quiet_checkpoint_logs()  # reading saved params: orbax's warnings only
     workdir = flagdefs.WORKDIR.value
     problems = verify_run(workdir)
     if problems:

@@ -322,3 +322,32 @@ def test_hopskipjump_rejects_bad_input():
         label_only.HSJConfig(iterations=-1).validate()
     with pytest.raises(ValueError, match=r"labels must be \[N\]"):
         label_only.hsj_distances(_Linear(), params, x, np.zeros(4, int), clip_min=0.0, clip_max=1.0)
+
+
+def test_transfer_shadows_learn_their_own_targets_labels():
+    """Two targets in one block: one labels the auxiliary set truthfully, one shifts every
+    label by one. Each shadow must imitate its own target."""
+    from lira_jax.data import load_dataset
+    from lira_jax.train import TrainConfig
+
+    ds = load_dataset("digits", None, 200)
+    config = TrainConfig(
+        arch="cnn16", num_classes=10, epochs=6, batch_size=32, learning_rate=0.05, warmup_epochs=1
+    )
+    aux_labels = np.stack([ds.y_test, (ds.y_test + 1) % 10])
+    losses = label_only.transfer_shadow_losses(
+        config, ds.x_test, aux_labels, ds.x_train, ds.y_train, seed=0
+    )
+    assert losses.shape == (2, 200)
+    # Shadow 0 learned the true labels, shadow 1 the shifted ones: on (x, y) the first is
+    # confident and right, the second confidently wrong.
+    assert np.median(losses[0]) < 1.0 < 3.0 < np.median(losses[1]), np.median(losses, axis=1)
+    # Scoring: the target's disagreement puts a candidate below every agreeing one.
+    keep = keep_mask(0, 2, 200, 0.5)
+    predicted = np.stack([ds.y_train, (ds.y_train + 1) % 10])[:, :, None]
+    bank = label_only.LabelBank(keep, predicted, ds.y_train)
+    out = label_only.transfer_attack(bank, [0, 1], shadow_losses=losses)
+    np.testing.assert_allclose(out.scores[0], -losses[0])
+    assert np.all(out.scores[1] < out.scores[0].min()) and out.extras["agreement"] == 0.5
+    with pytest.raises(ValueError, match=r"aux_labels has shape"):
+        label_only.transfer_shadow_losses(config, ds.x_test, ds.y_test, ds.x_train, ds.y_train)

@@ -15,7 +15,7 @@ from lira_jax.train.engine import (
     query_logits,
     steps_per_epoch,
 )
-from lira_jax.train.params import SavedParams, load_params
+from lira_jax.train.params import SavedParams, load_params, params_sha256
 from lira_jax.train.sharding import initialize_distributed, models_mesh, process_share
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "model_keys",
     "models_mesh",
     "params",
+    "params_sha256",
     "process_share",
     "query_logits",
     "run",
