@@ -62,6 +62,7 @@ from lira_jax.train.engine import backend_defaults, map_models
 from lira_jax.train.sharding import MESH_AXIS, models_mesh, padded_size
 
 __all__ = [
+    "HSJ_LAYOUT",
     "BoundaryDistances",
     "HSJConfig",
     "boundary_attack",
@@ -88,22 +89,26 @@ class HSJConfig:
       gamma: sets the bisection tolerance θ = gamma / d^{3/2} (Chen et al.: 1).
       step_halvings: most halvings of the step size per round.
       example_chunk: examples attacked together (memory ~ example_chunk × eval_batch
-        model inputs per model evaluated at once).
-      eval_batch: gradient-estimate / random-start inputs per example per model call.
+        model inputs per model evaluated at once); None: the backend's `HSJ_LAYOUT`.
+      eval_batch: gradient-estimate / random-start inputs per example per model call;
+        None: the backend's `HSJ_LAYOUT`.
+
+    The default budget (10 iterations, 50 initial evaluations) uses ~1,200 label queries
+    per example on 8x8 inputs, ~1/20 of ART's defaults (see BUILD_NOTES.md).
     """
 
-    iterations: int = 20
+    iterations: int = 10
     max_evals: int = 1000
-    init_evals: int = 100
+    init_evals: int = 50
     init_size: int = 100
     gamma: float = 1.0
     step_halvings: int = 15
-    example_chunk: int = 128
-    eval_batch: int = 100
+    example_chunk: int | None = None
+    eval_batch: int | None = None
 
     def validate(self) -> None:
         for name in ("max_evals", "init_evals", "init_size", "example_chunk", "eval_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"HSJConfig.{name}={getattr(self, name)} must be >= 1.")
         if self.iterations < 0 or self.step_halvings < 0:
             raise ValueError(
@@ -128,6 +133,12 @@ class HSJConfig:
             + evals
             + self.iterations * (self.step_halvings + 1 + bisect)
         )
+
+
+# (example_chunk, eval_batch) per backend. CPU (2 cores, digits cnn32, BUILD_NOTES.md):
+# small model calls (32 x 10 inputs) ran ~1.5-3x the label queries/s of 128 x 100, whose
+# activations fall out of cache. GPU/TPU: not measured here; large calls fill the device.
+HSJ_LAYOUT = {"cpu": (32, 10), "gpu": (256, 100), "tpu": (256, 100)}
 
 
 def _bisection_steps(gamma: float, image_size: int) -> int:
@@ -415,6 +426,12 @@ def hsj_distances(
         raise ValueError(f"model_chunk={model_chunk} must be >= 1, or 0 for a full vmap.")
     platform = mesh.devices.flat[0].platform
     chunk = backend_defaults(platform).model_chunk if model_chunk is None else model_chunk or None
+    default_chunk, default_batch = HSJ_LAYOUT.get(platform, HSJ_LAYOUT["gpu"])
+    config = dataclasses.replace(
+        config,
+        example_chunk=config.example_chunk or default_chunk,
+        eval_batch=config.eval_batch or default_batch,
+    )
     run = _hsj_fn(model, int(config.eval_batch), mesh, chunk)
     budget = _budget(config, int(np.prod(x.shape[1:])))
     size = padded_size(b, mesh.devices.size)
@@ -425,7 +442,9 @@ def hsj_distances(
         )
     sharded = NamedSharding(mesh, P(MESH_AXIS))
     params = jax.device_put(params, sharded)
-    e = config.example_chunk  # every chunk padded to it: one compiled shape for any N
+    # Chunks padded to one size (one compiled shape): example_chunk, or the power of two
+    # >= N when N is smaller (a small calibration set does not pay for a whole chunk).
+    e = min(config.example_chunk, 1 << max(0, n - 1).bit_length())
     out = [np.zeros((b, n), np.float64), np.zeros((b, n), np.int64), np.zeros((b, n), bool)]
     for n0 in range(0, n, e):
         n1 = min(n, n0 + e)
