@@ -233,9 +233,10 @@ def _hsj_one_model(model, eval_batch, lo, hi, cfg, params, keys, x0, y, valid):
     active = valid & (pred0 == y_eff)
     queries = valid.astype(jnp.int32)
 
-    # 2. A random start: the first of init_size uniform inputs that is adversarial.
-    def init_batch(b, carry):
-        found, first, start = carry
+    # 2. A random start: the first of init_size uniform inputs that is adversarial, tried
+    # eval_batch at a time until every active example has one.
+    def init_batch(carry):
+        b, found, first, start = carry
         ks = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, _INIT_STREAM), b))(keys)
         u = jax.vmap(lambda k: jax.random.uniform(k, (s,) + image))(ks)
         z = lo + u * span
@@ -245,14 +246,14 @@ def _hsj_one_model(model, eval_batch, lo, hi, cfg, params, keys, x0, y, valid):
         j = jnp.argmax(adv, axis=1)
         start = jnp.where(_bcast(hit, start), z[jnp.arange(e), j], start)
         first = jnp.where(hit, b * s + j, first)
-        return found | hit, first, start
+        return b + 1, found | hit, first, start
 
-    num_init = (cfg["init_size"] + s - 1) // s
-    found, first, start = jax.lax.fori_loop(
-        0,
-        num_init,
-        init_batch,
-        (jnp.zeros(e, bool), jnp.zeros(e, jnp.int32), x0),
+    def init_more(carry):
+        b, found, _, _ = carry
+        return (b * s < cfg["init_size"]) & (active & ~found).any()
+
+    _, found, first, start = jax.lax.while_loop(
+        init_more, init_batch, (0, jnp.zeros(e, bool), jnp.zeros(e, jnp.int32), x0)
     )
     queries += jnp.where(active, jnp.where(found, first + 1, cfg["init_size"]), 0)
     failed = active & ~found
