@@ -1,6 +1,9 @@
 """Saved parameters (train_shadows --save_params): round trip, checksums, clear errors."""
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -69,3 +72,28 @@ def test_a_flipped_byte_in_saved_params_is_detected(run, tmp_path):
     # A missing params directory is reported too.
     shutil.rmtree(copy / "params" / "m000000-000002")
     assert "missing" in verify_run(copy)[0]
+
+
+def test_boundary_benchmark_binary_runs_on_saved_params(run):
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.benchmark_boundary",
+            f"--workdir={run}",
+            "--num_targets=2",
+            "--num_examples=16",
+            "--num_random=8",
+            "--hsj_iterations=1",
+            "--hsj_init_evals=5",
+        ],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 targets x 16 examples" in proc.stdout and "queries/s" in proc.stdout
+    assert "threshold=shadow: AUC" in proc.stdout and "threshold=random: AUC" in proc.stdout
