@@ -56,7 +56,10 @@ _WARMUP_EPOCHS = flags.DEFINE_float("warmup_epochs", None, "Linear warm-up epoch
 _AUGMENT_SHIFT = flags.DEFINE_integer("augment_shift", None, "Max random shift (pixels).")
 _AUGMENT_MIRROR = flags.DEFINE_bool("augment_mirror", None, "Random horizontal flips.")
 _QUERIES = flags.DEFINE_string(
-    "queries", None, "Query set: identity, mirror, shiftK or crossK (e.g. shift1, cross1)."
+    "queries",
+    None,
+    "Query set: identity, mirror, shiftK, crossK, ringD, rotR, or several joined by '+' "
+    "(e.g. shift1, cross1, ring1+rot9 for the label-only augmentation attack).",
 )
 _STORE_TEST_LOGITS = flags.DEFINE_bool(
     "store_test_logits", None, "Also store every model's logits on the test set (influence)."
@@ -127,6 +130,12 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
     5,
     "Save each block's training state every N epochs (0: never); a "
     "killed job re-run with the same command resumes from it.",
+)
+_SAVE_PARAMS = flags.DEFINE_bool(
+    "save_params",
+    False,
+    "Also save every model's final parameters (orbax, RUN/params/, checksummed in the "
+    "block records): needed by attacks that query the models (label-only boundary).",
 )
 _LOGITS_DTYPE = flags.DEFINE_enum(
     "logits_dtype", "float32", ["float32", "float16"], "Storage dtype of the logits."
@@ -224,6 +233,7 @@ def run_kwargs_from_flags() -> dict:
         compute_dtype=_COMPUTE_DTYPE.value,
         logits_dtype=_LOGITS_DTYPE.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,
+        save_params=_SAVE_PARAMS.value,
     )
 
 

@@ -1,4 +1,5 @@
-r"""Checks a run's store: format, completeness, and every block against its checksum.
+r"""Checks a run's store: format, completeness, every block against its checksum, and the
+saved parameters (train_shadows --save_params) against theirs.
 
     python -m experiments.verify --workdir=runs/digits
     # prints "OK: ..." and exits 0, or lists every missing/corrupt block with the command
@@ -44,10 +45,21 @@ def verify_run(workdir: str | Path) -> list[str]:
             f"missing models {a}:{b}: run train_shadows with the run's flags and "
             f"--model_range={a}:{b}"
         )
+    problems.extend(_params_check(workdir, store)[0])
     return problems
 
 
+def _params_check(workdir: str | Path, store: store_lib.LogitStore) -> tuple[list[str], int]:
+    """(problems, blocks with saved params); imports JAX only when params were saved."""
+    if not any("params_sha256" in r.get("extra", {}) for r in store.records()):
+        return [], 0
+    from lira_jax.train import params as params_lib
+
+    return params_lib.params_problems(workdir)
+
+
 def run_from_flags() -> None:
+    flagdefs.quiet_checkpoint_logs()  # reading saved params: orbax's warnings only
     workdir = flagdefs.WORKDIR.value
     problems = verify_run(workdir)
     if problems:
@@ -55,7 +67,9 @@ def run_from_flags() -> None:
         print("\n".join(f"  - {p}" for p in problems))
         raise SystemExit(1)
     store = store_lib.open_store(Path(workdir) / "store")
-    print(f"OK: {store} — every block matches its checksum.")
+    _, saved = _params_check(workdir, store)
+    params = f"; saved parameters of {saved} block(s) match theirs" if saved else ""
+    print(f"OK: {store} — every block matches its checksum{params}.")
 
 
 main = flagdefs.main_for(run_from_flags)

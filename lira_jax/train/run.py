@@ -13,7 +13,9 @@ The run is a sequence of named phases, the same names the timing line reports at
 - ``train``: train one block (resuming from its checkpoint if a killed job left one);
 - ``query``: every model's logits on every pool example under every query, and on the test
   set (`query_block`);
-- ``store_write``: the block's logits and its completion record (`write_block`).
+- ``store_write``: the block's logits and its completion record (`write_block`); with
+  ``save_params``, first the block's final parameters (`lira_jax.train.params`), whose
+  sha256 goes into the record.
 
 Design notes: the run is idempotent. A block is trained only if the store does not have it,
 under a claim so that concurrent jobs never train the same block; its checkpoints are
@@ -45,6 +47,7 @@ from lira_jax import store as store_lib
 from lira_jax.data import augment, datasets, membership, tasks
 from lira_jax.models import arch_names
 from lira_jax.train import accounting
+from lira_jax.train import params as params_lib
 from lira_jax.train.checkpoint import BlockCheckpointer
 from lira_jax.train.engine import (
     Engine,
@@ -455,6 +458,7 @@ def train_shadows(
     compute_dtype: str = "float32",
     logits_dtype: str = "float32",
     checkpoint_every: int = 5,
+    save_params: bool = False,
     log: Callable[[str], None] = logging.info,
 ) -> store_lib.LogitStore:
     """Trains the models of `model_range` that the store does not have yet and writes them.
@@ -471,6 +475,9 @@ def train_shadows(
       logits_dtype: "float32" or "float16".
       checkpoint_every: save a block's training state to `workdir/checkpoints` every this
         many epochs (0: never); a re-run resumes the block from its latest checkpoint.
+      save_params: also write every block's final parameters to `workdir/params` (for
+        attacks that query the models, e.g. the label-only boundary attack; see
+        `lira_jax.train.params`).
       log: where progress lines go; the last line is the per-phase timing.
 
     Returns:
@@ -503,6 +510,19 @@ def train_shadows(
         _remove_finished_checkpoints(checkpoints, store)
         privacy_path = write_privacy(plan, workdir)
     start, stop = plan.model_range
+    if save_params:
+        unsaved = [
+            (int(r["start"]), int(r["stop"]))
+            for r in store.records()
+            if params_lib.SHA_KEY not in r.get("extra", {})
+            and r["start"] < stop
+            and start < r["stop"]
+        ]
+        if unsaved:
+            log(
+                f"Block(s) {unsaved} were trained without --save_params: their parameters are "
+                "not saved (delete their records and re-run to train and save them)."
+            )
     if not plan.blocks:
         log(f"Models [{start}, {stop}) are already in {store.path}; nothing to train.")
         if plan.privacy is not None:
@@ -554,16 +574,19 @@ def train_shadows(
                 with clock("query"):
                     result = query_block(engine, params, plan, block)
                 with clock("store_write"):
+                    extra = {
+                        **result.summary,
+                        "seconds": round(time.perf_counter() - t_block, 2),
+                        "conv_impl": conv_impl,
+                        "compute_dtype": compute_dtype,
+                    }
+                    if save_params:  # Before the record: a record with a sha has its params.
+                        sha = params_lib.save_block_params(workdir, b0, b1, params)
+                        extra[params_lib.SHA_KEY] = sha
                     store.write_block(
                         b0,
                         result.logits,
-                        extra={
-                            **result.summary,
-                            "seconds": round(time.perf_counter() - t_block, 2),
-                            "conv_impl": conv_impl,
-                            "compute_dtype": compute_dtype,
-                            **_block_extra(plan, totals),
-                        },
+                        extra={**extra, **_block_extra(plan, totals)},
                         test_logits=result.test_logits if config["store_test_logits"] else None,
                     )
                     failpoints.hit("block_recorded")
