@@ -13,6 +13,48 @@ WORKDIR = flags.DEFINE_string(
 )
 
 
+# HopSkipJump's budget for the label-only boundary attack (ART's defaults: 50 iterations,
+# 10,000 max evaluations, 100 initial evaluations, 100 random starts).
+HSJ_ITERATIONS = flags.DEFINE_integer(
+    "hsj_iterations", 10, "HopSkipJump iterations (gradient estimate, step, bisection)."
+)
+HSJ_MAX_EVALS = flags.DEFINE_integer(
+    "hsj_max_evals", 1000, "Most label queries of one HopSkipJump gradient estimate."
+)
+HSJ_INIT_EVALS = flags.DEFINE_integer(
+    "hsj_init_evals", 50, "Queries of the first gradient estimate (round t: x sqrt(t+1))."
+)
+HSJ_INIT_SIZE = flags.DEFINE_integer(
+    "hsj_init_size", 100, "Random inputs tried as HopSkipJump's starting point."
+)
+HSJ_EXAMPLE_CHUNK = flags.DEFINE_integer(
+    "hsj_example_chunk",
+    None,
+    "Examples attacked together (memory: chunk x eval batch inputs; default by backend).",
+)
+HSJ_EVAL_BATCH = flags.DEFINE_integer(
+    "hsj_eval_batch",
+    None,
+    "Gradient-estimate inputs per example per model call (default by backend).",
+)
+
+
+def hsj_config():
+    """The `lira_jax.attacks.label_only.HSJConfig` of the --hsj_* flags (imports JAX)."""
+    from lira_jax.attacks.label_only import HSJConfig
+
+    config = HSJConfig(
+        iterations=HSJ_ITERATIONS.value,
+        max_evals=HSJ_MAX_EVALS.value,
+        init_evals=HSJ_INIT_EVALS.value,
+        init_size=HSJ_INIT_SIZE.value,
+        example_chunk=HSJ_EXAMPLE_CHUNK.value,
+        eval_batch=HSJ_EVAL_BATCH.value,
+    )
+    config.validate()
+    return config
+
+
 def exit_on_error(fn: Callable[[], None], *errors: type[BaseException]) -> None:
     """Runs `fn`; a known error type exits with status 1 and its one-line message.
 

@@ -255,7 +255,7 @@ def run_from_flags() -> None:
         _OOD.value,
         _ATTACKS.value,
         mixture_params=train_shadows.mixture_params_from_flags(),
-        train_options=train_shadows.train_options_from_flags(),
+        train_options=train_shadows.run_kwargs_from_flags(),
         num_bootstrap=flags.FLAGS.num_bootstrap,
     )
 

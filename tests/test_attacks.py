@@ -541,5 +541,6 @@ def test_names_options_and_targets_validation(case):
         options["rmia_offline"]["auc"]
         == metrics.summarize(direct.ravel(), bank.keep[:2].ravel())["auc"]
     )
-    assert attacks.needed_signals("all") == {"phi", "loss", "p_y", "mentr", "posteriors"}
+    score_signals = {"phi", "loss", "p_y", "mentr", "posteriors"}
+    assert attacks.needed_signals("all") == score_signals | {"predicted"}
     assert attacks.needed_signals(["yeom"]) == {"loss"}

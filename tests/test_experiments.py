@@ -116,7 +116,7 @@ def test_other_config_in_same_workdir_is_refused_and_store_kept(tmp_path):
         (dict(arch="vgg"), ValueError, "Unknown arch 'vgg'"),
         (dict(pkeep=1.5), ValueError, r"pkeep=1.5 must be in \(0, 1\)"),
         (dict(num_models=1), ValueError, "at least 2 models"),
-        (dict(queries="rot5"), ValueError, "Unknown query set 'rot5'"),
+        (dict(queries="spin5"), ValueError, "Unknown query set 'spin5'"),
         (dict(augment_mirror=True), ValueError, "mirroring changes the labels"),
         (dict(epochs=0), ValueError, "epochs=0"),
     ],

@@ -79,4 +79,6 @@ def test_bad_mixture_settings_are_one_clear_error():
         pool_lib.load_pool({**config, "max_train": 1450})
     with pytest.raises(ValueError, match="tabular"):
         pool_lib.load_pool({**config, "dataset": "breast_cancer", "ood_dataset": "digits"})
+    with pytest.raises(ValueError, match="cannot be combined"):
+        pool_lib.load_pool({**config, "task": "parity"})
     assert "mixture" not in train_shadows.make_config("digits")  # plain configs unchanged

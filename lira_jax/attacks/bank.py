@@ -10,7 +10,10 @@ are reduced ONCE, streamed in chunks of models, to a `SignalBank`:
     entropy, each averaged over the A queries (augmentations);
   * posteriors [M, N, K] float32 — the query-averaged softmax reordered as
     [p_y, largest other probabilities…] and cut to K = min(C, 10) entries (0.5 GB above);
-    only the Shokri attack needs them.
+    only the Shokri attack needs them;
+  * predicted [M, N, A] int — the predicted label (argmax of the logits) per query: all
+    that a target exposing only labels gives, and all the label-only attacks
+    (`lira_jax.attacks.label_only`) read (int16 when C fits, 0.5 GB above).
 
 Only the signals that the requested attacks need are computed (`needed_signals`). Peak
 memory is the bank plus one block of logits as read (`chunk_elements` values, 2^24 by
@@ -44,7 +47,7 @@ __all__ = [
 
 MAX_POSTERIOR_FEATURES = 10
 _COMPUTE_ELEMENTS = 1 << 19
-_BANK_SIGNALS = ("phi", "loss", "p_y", "mentr", "posteriors")
+_BANK_SIGNALS = ("phi", "loss", "p_y", "mentr", "posteriors", "predicted")
 
 
 class AttackUndefined(ValueError):
@@ -82,6 +85,7 @@ class SignalBank:
       p_y: [M, N] float64 label probability averaged over queries (derived from phi).
       mentr: [M, N] float64 modified entropy averaged over queries, or None.
       posteriors: [M, N, K] float32 label-first posteriors averaged over queries, or None.
+      predicted: [M, N, A] int predicted labels (argmax over classes) per query, or None.
       labels: [N] int labels, or None.
     """
 
@@ -91,6 +95,7 @@ class SignalBank:
     p_y: np.ndarray | None = None
     mentr: np.ndarray | None = None
     posteriors: np.ndarray | None = None
+    predicted: np.ndarray | None = None
     labels: np.ndarray | None = None
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -125,6 +130,15 @@ class SignalBank:
             if np.isnan(value).any():
                 raise ValueError(f"{name} contains NaN; check the stored logits.")
             object.__setattr__(self, name, value)
+        if self.predicted is not None:
+            predicted = np.asarray(self.predicted)
+            if predicted.ndim != 3 or predicted.shape[:2] != keep.shape:
+                raise ValueError(
+                    f"predicted must be [M, N, A] with [M, N]={keep.shape}, got {predicted.shape}."
+                )
+            if not np.issubdtype(predicted.dtype, np.integer):
+                raise ValueError(f"predicted must hold int labels, got dtype {predicted.dtype}.")
+            object.__setattr__(self, "predicted", predicted)
         if self.phi is not None:
             if self.loss is None:
                 object.__setattr__(self, "loss", _softplus(-self.phi).mean(axis=-1))
@@ -202,8 +216,8 @@ def signal_bank_from_logits(
         models (numpy array, memmap, zarr/tensorstore array).
       labels: [N] int labels.
       keep: [M, N] bool membership.
-      signal_names: which of "phi", "loss", "p_y", "mentr", "posteriors" to compute
-        (loss and p_y are always computed: they are small).
+      signal_names: which of "phi", "loss", "p_y", "mentr", "posteriors", "predicted" to
+        compute (loss and p_y are always computed: they are small).
       max_posterior_features: K, the number of label-first posterior entries kept.
       chunk_elements: about how many logit values are processed at once.
       log: optional progress callback.
@@ -247,6 +261,9 @@ def signal_bank_from_logits(
         out["mentr"] = np.empty((num_models, num_examples))
     if "posteriors" in wanted:
         out["posteriors"] = np.empty((num_models, num_examples, k), dtype=np.float32)
+    if "predicted" in wanted:
+        dtype = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32
+        out["predicted"] = np.empty((num_models, num_examples, num_queries), dtype=dtype)
 
     step = max(1, chunk_elements // max(1, num_examples * num_queries * num_classes))
     bad_models = []
@@ -257,6 +274,8 @@ def signal_bank_from_logits(
         if not finite.all():
             bad_models.extend((m0 + np.flatnonzero(~finite)).tolist())
             continue
+        if "predicted" in out:
+            out["predicted"][m0:m1] = block.argmax(axis=-1)
         # Compute on cache-sized pieces (several times faster than whole blocks).
         step_n = max(1, _COMPUTE_ELEMENTS // max(1, (m1 - m0) * num_queries * num_classes))
         for n0 in range(0, num_examples, step_n):

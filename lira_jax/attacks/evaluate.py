@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from lira_jax import metrics
+from lira_jax.attacks import label_only
 from lira_jax.attacks.bank import AttackOutput, AttackUndefined, SignalBank, signal_bank_from_logits
 from lira_jax.attacks.lira import global_threshold_attack, lira_attack
 from lira_jax.attacks.reference import reference_attack
@@ -114,6 +115,25 @@ ATTACKS: dict[str, Attack] = {
     ),
     "shokri": Attack(
         shokri_attack, ("posteriors", "labels"), "per-class attack MLPs (Shokri et al. 2017)"
+    ),
+    # Label-only: read only the predicted labels (see lira_jax.attacks.label_only).
+    "label_only_gap": Attack(
+        label_only.gap_attack, ("predicted", "labels"), "label-only: correct on the identity"
+    ),
+    "label_only_augmentation_count": Attack(
+        label_only.augmentation_count_attack,
+        ("predicted", "labels"),
+        "label-only: correct queries counted (Choquette-Choo et al. 2021)",
+    ),
+    "label_only_augmentation_model": Attack(
+        label_only.augmentation_model_attack,
+        ("predicted", "labels"),
+        "label-only: attack MLP on the correctness vector (Choquette-Choo et al. 2021)",
+    ),
+    "label_only_augmentation_lira": Attack(
+        label_only.augmentation_lira_attack,
+        ("predicted", "labels"),
+        "label-only LiRA: per-query correctness likelihood ratios, Beta prior",
     ),
 }
 

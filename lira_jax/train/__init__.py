@@ -2,7 +2,7 @@
 of model ranges over devices and processes, the run loop that fills a store (`run`), DP-SGD
 and its privacy accounting."""
 
-from lira_jax.train import accounting, dpsgd, run, sharding
+from lira_jax.train import accounting, dpsgd, params, run, sharding
 from lira_jax.train.engine import (
     BACKEND_DEFAULTS,
     COMPUTE_DTYPES,
@@ -16,12 +16,14 @@ from lira_jax.train.engine import (
     query_logits,
     steps_per_epoch,
 )
+from lira_jax.train.params import SavedParams, load_params, params_sha256
 from lira_jax.train.sharding import initialize_distributed, models_mesh, process_share
 
 __all__ = [
     "BACKEND_DEFAULTS",
     "COMPUTE_DTYPES",
     "Engine",
+    "SavedParams",
     "TrainConfig",
     "accounting",
     "auto_models_per_step",
@@ -30,8 +32,11 @@ __all__ = [
     "dpsgd",
     "epoch_batches",
     "initialize_distributed",
+    "load_params",
     "model_keys",
     "models_mesh",
+    "params",
+    "params_sha256",
     "process_share",
     "query_logits",
     "run",

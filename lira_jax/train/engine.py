@@ -151,6 +151,28 @@ class TrainConfig:
     dp_clip_norm: float | None = None
     dp_delta: float | None = None
 
+    @classmethod
+    def from_run_config(cls, config: dict, num_classes: int, **execution) -> TrainConfig:
+        """The engine config of a run config (`experiments.train_shadows.make_config`; the
+        keys that are off may be absent). `execution`: conv_impl, compute_dtype."""
+        return cls(
+            arch=config["arch"],
+            num_classes=num_classes,
+            epochs=config["epochs"],
+            batch_size=config["batch_size"],
+            learning_rate=config["learning_rate"],
+            momentum=config["momentum"],
+            weight_decay=config["weight_decay"],
+            warmup_epochs=config["warmup_epochs"],
+            augment_shift=config["augment_shift"],
+            augment_mirror=config["augment_mirror"],
+            seed=config["seed"],
+            dp_noise_multiplier=config.get("dp_noise_multiplier"),
+            dp_clip_norm=config.get("dp_clip_norm"),
+            dp_delta=config.get("dp_delta"),
+            **execution,
+        )
+
     @property
     def dp(self) -> bool:
         """Whether this is a DP-SGD run."""

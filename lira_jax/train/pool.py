@@ -81,6 +81,11 @@ def _mixture_config(config: dict) -> dict:
         raise ValueError(f"mixture={cfg['mixture']!r} must be one of {mixtures.MIXTURES}.")
     if cfg["mixture"] == "none":
         return cfg
+    if config.get("task", "all") != "all":
+        raise ValueError(
+            f"task={config['task']!r} cannot be combined with mixture={cfg['mixture']!r}: a task "
+            "drops and relabels examples, a mixture records each example's group and source."
+        )
     sources = OOD_SOURCES + tuple(n for n in datasets.dataset_names() if n != config["dataset"])
     if cfg["ood_dataset"] not in sources:
         raise ValueError(
@@ -123,18 +128,8 @@ def _base_features(config: dict, base: Dataset, x: np.ndarray) -> np.ndarray:
     """Penultimate-layer features of `x` under one model trained on the whole base."""
     from lira_jax.train.engine import Engine, TrainConfig, steps_per_epoch
 
-    train_config = TrainConfig(
-        arch=config["arch"],
-        num_classes=base.num_classes,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        momentum=config["momentum"],
-        weight_decay=config["weight_decay"],
-        warmup_epochs=config["warmup_epochs"],
-        augment_shift=config["augment_shift"],
-        augment_mirror=config["augment_mirror"],
-        seed=config["seed"],
+    train_config = TrainConfig.from_run_config(
+        {**config, "dp_noise_multiplier": None}, base.num_classes
     )
     keep = np.ones((1, base.x_train.shape[0]), bool)
     engine = Engine(

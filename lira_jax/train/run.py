@@ -5,26 +5,35 @@
 The run is a sequence of named phases, the same names the timing line reports at the end
 (``phases: startup=… compile=… train=… query=… store_write=… total=…``):
 
-- ``startup``: load and validate the data and config, the keep mask, create or open the
-  store, plan the blocks still missing (`prepare`);
+- ``startup``: load and validate the data and config, the keep mask, per-model labels
+  (canaries, label-DP) and DP-SGD's privacy, create or open the store, plan the blocks
+  still missing (`prepare`);
 - ``compile``: compile the block's training epoch (`Engine.compile`; with JAX's persistent
   compilation cache a re-run loads it instead);
 - ``train``: train one block (resuming from its checkpoint if a killed job left one);
 - ``query``: every model's logits on every pool example under every query, and on the test
   set (`query_block`);
-- ``store_write``: the block's logits and its completion record (`write_block`).
+- ``store_write``: the block's logits and its completion record (`write_block`); with
+  ``save_params``, first the block's final parameters (`lira_jax.train.params`), whose
+  sha256 goes into the record.
 
 Design notes: the run is idempotent. A block is trained only if the store does not have it,
 under a claim so that concurrent jobs never train the same block; its checkpoints are
 removed only once its completion record exists, and checkpoints of blocks that are
 complete (a job killed between the two) are removed at the start of the next run. Nothing a
 run writes depends on how it was split into processes or blocks, only on the config.
+
+Config keys added after stores existed (`OPTIONAL_CONFIG`: the task, canaries, label-DP,
+DP-SGD) are absent from a config when they are off (`canonical_config`), so a run with
+them off has the config, and the fingerprint, of a store written before they existed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -35,8 +44,10 @@ from absl import logging
 
 from lira_jax import failpoints
 from lira_jax import store as store_lib
-from lira_jax.data import augment, datasets, membership
+from lira_jax.data import augment, datasets, membership, tasks
 from lira_jax.models import arch_names
+from lira_jax.train import accounting
+from lira_jax.train import params as params_lib
 from lira_jax.train.checkpoint import BlockCheckpointer
 from lira_jax.train.engine import (
     Engine,
@@ -45,22 +56,65 @@ from lira_jax.train.engine import (
     query_logits,
     steps_per_epoch,
 )
-from lira_jax.train.pool import load_pool
+from lira_jax.train.pool import MIXTURE_KEYS, load_pool
 
 __all__ = [
+    "OPTIONAL_CONFIG",
     "PHASES",
     "BlockResult",
     "PhaseClock",
     "RunPlan",
     "blocks_of",
+    "canonical_config",
+    "check_config",
+    "config_option",
     "parse_model_range",
     "prepare",
     "query_block",
     "train_shadows",
+    "write_privacy",
 ]
 
 PHASES = ("startup", "compile", "train", "query", "store_write")
 _IDENTITY = (augment.Query(False, 0, 0),)
+
+# Config keys that came after the first stores, with their "off" values. A config never
+# holds one at its off value (`canonical_config`): absent means off, so old stores reopen.
+OPTIONAL_CONFIG = {
+    "task": "all",
+    "num_canaries": 0,
+    "label_dp_epsilon": None,  # None (or inf, stored as None): no randomized response
+    "dp_noise_multiplier": None,  # None: plain SGD
+    "dp_clip_norm": None,
+    "dp_delta": None,
+    "dp_accountant": "pld",
+}
+
+
+def canonical_config(config: dict) -> dict:
+    """The stored form of a run config: `OPTIONAL_CONFIG` keys at their off value removed,
+    and the mixture keys (`pool.MIXTURE_KEYS`) without a mixture.
+
+    ``label_dp_epsilon`` = inf becomes None (off; canonical JSON has no inf), and
+    ``dp_accountant`` is dropped without DP-SGD (there is nothing to account).
+    """
+    config = dict(config)
+    eps = config.get("label_dp_epsilon")
+    if isinstance(eps, int | float) and math.isinf(eps) and eps > 0:
+        config["label_dp_epsilon"] = None
+    if config.get("dp_noise_multiplier") is None:
+        config.pop("dp_accountant", None)
+    if config.get("mixture", "none") == "none":
+        for key in MIXTURE_KEYS:
+            config.pop(key, None)
+    return {
+        k: v for k, v in config.items() if not (k in OPTIONAL_CONFIG and v == OPTIONAL_CONFIG[k])
+    }
+
+
+def config_option(config: dict, key: str):
+    """`config[key]` for an `OPTIONAL_CONFIG` key, its off value when absent."""
+    return config.get(key, OPTIONAL_CONFIG[key])
 
 
 class PhaseClock:
@@ -117,7 +171,9 @@ def blocks_of(models: np.ndarray, size: int) -> list[np.ndarray]:
     return [run[i : i + size] for run in runs for i in range(0, len(run), size)]
 
 
-def _check_names(config: dict) -> None:
+def check_config(config: dict) -> None:
+    """Validates a config's names and numbers that need no data (raises ValueError,
+    DatasetError naming the value)."""
     if config["dataset"] not in datasets.dataset_names():
         raise datasets.DatasetError(
             f"Unknown dataset {config['dataset']!r}; valid names: {datasets.dataset_names()}."
@@ -126,6 +182,15 @@ def _check_names(config: dict) -> None:
         raise ValueError(f"Unknown arch {config['arch']!r}; valid names: {arch_names()}.")
     # Validates num_models / pkeep with a clear message before any data is loaded.
     membership.keep_mask(config["seed"], config["num_models"], 1, config["pkeep"])
+    k = config_option(config, "num_canaries")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"num_canaries={k!r} must be an int >= 0 (0: no canaries).")
+    membership.label_noise_enabled(k, config_option(config, "label_dp_epsilon"))  # validates ε
+    if config_option(config, "dp_accountant") not in accounting.ACCOUNTANTS:
+        raise ValueError(
+            f"dp_accountant={config_option(config, 'dp_accountant')!r}; choose one of "
+            f"{accounting.ACCOUNTANTS}."
+        )
 
 
 @dataclasses.dataclass
@@ -141,6 +206,10 @@ class RunPlan:
       store: the writable store.
       blocks: model-index arrays still to train, in order (empty: nothing to do).
       model_range: the (start, stop) this job is responsible for.
+      steps: steps per epoch of every model (`steps_per_epoch(keep, batch_size)`).
+      labels: per-model labels (canaries, label-DP), or None when every model trains on
+        the dataset's labels.
+      privacy: DP-SGD's privacy spent (`accounting.privacy_of_run`), or None without DP-SGD.
     """
 
     config: dict
@@ -151,6 +220,9 @@ class RunPlan:
     store: store_lib.LogitStore
     blocks: list[np.ndarray]
     model_range: tuple[int, int]
+    steps: int = 0
+    labels: membership.ModelLabels | None = None
+    privacy: dict | None = None
 
     @property
     def num_todo(self) -> int:
@@ -171,38 +243,56 @@ def prepare(
     """The startup phase: validates everything, then creates or opens the store.
 
     Bad input raises before anything is written; an existing store of another config is
-    refused (never modified).
+    refused (never modified). The stored config is `canonical_config(config)`; the task
+    applies after ``max_train`` (which takes the first examples of the dataset's pool).
     """
-    _check_names(config)
+    config = canonical_config(config)
+    check_config(config)
     pool = load_pool(config, data_dir)
     ds = pool.dataset
+    ds = tasks.apply_task(ds, config_option(config, "task"))
+    if ds.tabular:
+        augment.check_tabular(config["queries"], config["augment_shift"], config["augment_mirror"])
     if config["augment_mirror"] and not ds.mirror_ok:
         raise ValueError(
             f"augment_mirror=True, but mirroring changes the labels of {ds.name!r} "
             "(e.g. digits); use --noaugment_mirror."
         )
-    queries = augment.query_set(config["queries"], ds.mirror_ok)
+    queries = augment.query_set(config["queries"], ds.mirror_ok, tabular=ds.tabular)
     num_models, num_examples = config["num_models"], ds.x_train.shape[0]
     keep = membership.keep_mask(config["seed"], num_models, num_examples, config["pkeep"])
     start, stop = parse_model_range(model_range, num_models)
     if models_per_step is not None and models_per_step < 1:
         raise ValueError(f"--models_per_step={models_per_step} must be >= 1.")
-    train_config = TrainConfig(
-        arch=config["arch"],
-        num_classes=ds.num_classes,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        momentum=config["momentum"],
-        weight_decay=config["weight_decay"],
-        warmup_epochs=config["warmup_epochs"],
-        augment_shift=config["augment_shift"],
-        augment_mirror=config["augment_mirror"],
-        seed=config["seed"],
-        conv_impl=conv_impl,
-        compute_dtype=compute_dtype,
+    train_config = TrainConfig.from_run_config(
+        config, ds.num_classes, conv_impl=conv_impl, compute_dtype=compute_dtype
     )
     train_config.validate()  # Before the store exists: a bad config writes nothing.
+    steps = steps_per_epoch(keep, config["batch_size"])
+    privacy = None
+    if train_config.dp:
+        privacy = accounting.privacy_of_run(
+            train_config, steps, config_option(config, "dp_accountant")
+        )
+    labels, arrays = None, {}
+    num_canaries = config_option(config, "num_canaries")
+    label_dp_epsilon = config_option(config, "label_dp_epsilon")
+    if membership.label_noise_enabled(num_canaries, label_dp_epsilon):
+        labels = membership.model_labels(
+            config["seed"],
+            ds.y_train,
+            ds.num_classes,
+            np.arange(num_models),
+            num_canaries=num_canaries,
+            label_dp_epsilon=label_dp_epsilon,
+        )
+        arrays = {
+            "canary": labels.canary,
+            "private_labels": labels.private_labels,
+            "train_labels": labels.train_labels,
+        }
+    if pool.groups is not None:
+        arrays.update(groups=pool.groups, source_index=pool.source_index)
     spec = store_lib.StoreSpec(
         num_models=num_models,
         num_examples=num_examples,
@@ -211,7 +301,7 @@ def prepare(
         query_names=augment.query_names(queries),
         config=config,
         num_test_examples=ds.x_test.shape[0] if config["store_test_logits"] else 0,
-        optional_arrays=("groups", "source_index") if pool.groups is not None else (),
+        optional_arrays=tuple(arrays),
         group_names=pool.group_names,
     )
     store = store_lib.create_or_open(
@@ -221,9 +311,7 @@ def prepare(
         ds.y_train,
         logits_dtype,
         test_labels=ds.y_test if config["store_test_logits"] else None,
-        arrays={"groups": pool.groups, "source_index": pool.source_index}
-        if pool.groups is not None
-        else None,
+        arrays=arrays,
     )
     todo = store.missing_models()
     todo = todo[(todo >= start) & (todo < stop)]
@@ -233,7 +321,19 @@ def prepare(
             train_config, ds.x_train.shape[1:], int(todo.size)
         )
         blocks = blocks_of(todo, size)
-    return RunPlan(config, ds, queries, keep, train_config, store, blocks, (start, stop))
+    return RunPlan(
+        config,
+        ds,
+        queries,
+        keep,
+        train_config,
+        store,
+        blocks,
+        (start, stop),
+        steps=steps,
+        labels=labels,
+        privacy=privacy,
+    )
 
 
 @dataclasses.dataclass
@@ -243,7 +343,8 @@ class BlockResult:
     Attributes:
       logits: [B, N, A, C] float32, every pool example under every query.
       test_logits: [B, T, C] float32, the test set under the identity query.
-      summary: per-model train (IN), OUT and test accuracy, for the block's record.
+      summary: per-model train (IN), OUT and test accuracy, for the block's record (train
+        and OUT accuracy against the labels each model trained on, `RunPlan.labels`).
     """
 
     logits: np.ndarray
@@ -256,7 +357,8 @@ def query_block(engine: Engine, params, plan: RunPlan, block: np.ndarray) -> Blo
     ds, keep = plan.dataset, plan.keep[block]
     logits = query_logits(engine.model, params, ds.x_train, plan.queries)
     test_logits = query_logits(engine.model, params, ds.x_test, _IDENTITY)[:, :, 0]
-    correct = logits[:, :, 0].argmax(-1) == ds.y_train
+    y = ds.y_train if plan.labels is None else plan.labels.train_labels[block]
+    correct = logits[:, :, 0].argmax(-1) == y
     in_acc = (correct & keep).sum(1) / keep.sum(1)
     out_acc = (correct & ~keep).sum(1) / np.maximum((~keep).sum(1), 1)
     test_acc = (test_logits.argmax(-1) == ds.y_test).mean(1)
@@ -283,7 +385,10 @@ def _remove_finished_checkpoints(root: Path, store: store_lib.LogitStore) -> Non
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None]):
+def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None], totals: dict):
+    """The engine's per-epoch callback: checks for divergence, logs, and sums DP-SGD's
+    truncated samples per model into ``totals`` (``dp_truncated``, ``dp_epochs_counted``)."""
+
     def progress(stats):
         loss = stats["loss"]
         if not np.all(np.isfinite(loss)):
@@ -293,6 +398,9 @@ def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None]):
                 "nothing of this block was written. Lower --learning_rate or raise "
                 "--warmup_epochs, in a new --workdir."
             )
+        if "dp_truncated" in stats:
+            totals["dp_truncated"] = totals.get("dp_truncated", 0) + stats["dp_truncated"]
+            totals["dp_epochs_counted"] = totals.get("dp_epochs_counted", 0) + 1
         log(
             f"models [{b0}, {b1}) epoch {stats['epoch']}/{config['epochs']}: "
             f"loss {loss.mean():.3f}, train acc {stats['accuracy'].mean():.3f}, "
@@ -300,6 +408,37 @@ def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None]):
         )
 
     return progress
+
+
+def _block_extra(plan: RunPlan, totals: dict) -> dict:
+    """DP-SGD's part of a block record: the privacy spent and the truncated samples."""
+    if plan.privacy is None:
+        return {}
+    extra = {"privacy": plan.privacy}
+    if "dp_truncated" in totals:
+        # Epochs before a resumed checkpoint are not counted: dp_epochs_counted says how many.
+        extra["dp_truncated"] = [int(v) for v in np.asarray(totals["dp_truncated"])]
+        extra["dp_epochs_counted"] = int(totals["dp_epochs_counted"])
+    return extra
+
+
+def write_privacy(plan: RunPlan, workdir: str | Path) -> Path | None:
+    """Writes DP-SGD's privacy spent to ``workdir/results/privacy.json`` (None without it)."""
+    if plan.privacy is None:
+        return None
+    path = Path(workdir) / "results" / "privacy.json"
+    store_lib.write_text_atomic(path, json.dumps(plan.privacy, indent=2) + "\n")
+    return path
+
+
+def _privacy_line(privacy: dict) -> str:
+    p = privacy
+    return (
+        f"DP-SGD privacy spent ({p['accountant']} accountant): epsilon = {p['epsilon']} at "
+        f"delta = {p['delta']:g} (noise multiplier {p['noise_multiplier']:g}, clip norm "
+        f"{p['clip_norm']:g}, sampling probability {p['sampling_probability']:.4g}, "
+        f"{p['steps']} steps)"
+    )
 
 
 def train_shadows(
@@ -313,6 +452,7 @@ def train_shadows(
     compute_dtype: str = "float32",
     logits_dtype: str = "float32",
     checkpoint_every: int = 5,
+    save_params: bool = False,
     log: Callable[[str], None] = logging.info,
 ) -> store_lib.LogitStore:
     """Trains the models of `model_range` that the store does not have yet and writes them.
@@ -329,10 +469,17 @@ def train_shadows(
       logits_dtype: "float32" or "float16".
       checkpoint_every: save a block's training state to `workdir/checkpoints` every this
         many epochs (0: never); a re-run resumes the block from its latest checkpoint.
+      save_params: also write every block's final parameters to `workdir/params` (for
+        attacks that query the models, e.g. the label-only boundary attack; see
+        `lira_jax.train.params`).
       log: where progress lines go; the last line is the per-phase timing.
 
     Returns:
       The store.
+
+    With DP-SGD, the privacy spent is written to ``workdir/results/privacy.json``, into each
+    block's record (with the block's truncated samples, ``dp_truncated``) and logged last
+    but one.
 
     Raises:
       DatasetError, StoreError, ValueError: bad input, with a message saying what to do.
@@ -355,9 +502,25 @@ def train_shadows(
         store, ds = plan.store, plan.dataset
         checkpoints = Path(workdir) / "checkpoints"
         _remove_finished_checkpoints(checkpoints, store)
+        privacy_path = write_privacy(plan, workdir)
     start, stop = plan.model_range
+    if save_params:
+        unsaved = [
+            (int(r["start"]), int(r["stop"]))
+            for r in store.records()
+            if params_lib.SHA_KEY not in r.get("extra", {})
+            and r["start"] < stop
+            and start < r["stop"]
+        ]
+        if unsaved:
+            log(
+                f"Block(s) {unsaved} were trained without --save_params: their parameters are "
+                "not saved (delete their records and re-run to train and save them)."
+            )
     if not plan.blocks:
         log(f"Models [{start}, {stop}) are already in {store.path}; nothing to train.")
+        if plan.privacy is not None:
+            log(f"{_privacy_line(plan.privacy)}; in {privacy_path}")
         log(clock.line())
         return store
     with clock("startup"):
@@ -365,7 +528,7 @@ def train_shadows(
             plan.train_config,
             ds.x_train,
             ds.y_train,
-            steps_per_epoch(plan.keep, config["batch_size"]),
+            plan.steps,
         )
     log(
         f"Training {plan.num_todo} of {config['num_models']} models ({ds.name}, "
@@ -393,25 +556,31 @@ def train_shadows(
                 ckpt = BlockCheckpointer(checkpoints, checkpoint_key, b0, b1, checkpoint_every)
                 with clock("compile"):
                     engine.compile(len(block))
+                totals: dict = {}
                 with clock("train"):
                     params = engine.train(
                         block,
                         plan.keep[block],
-                        progress=_progress(config, b0, b1, log),
+                        progress=_progress(config, b0, b1, log, totals),
                         checkpointer=ckpt,
+                        label_rows=None if plan.labels is None else plan.labels.train_labels[block],
                     )
                 with clock("query"):
                     result = query_block(engine, params, plan, block)
                 with clock("store_write"):
+                    extra = {
+                        **result.summary,
+                        "seconds": round(time.perf_counter() - t_block, 2),
+                        "conv_impl": conv_impl,
+                        "compute_dtype": compute_dtype,
+                    }
+                    if save_params:  # Before the record: a record with a sha has its params.
+                        sha = params_lib.save_block_params(workdir, b0, b1, params)
+                        extra[params_lib.SHA_KEY] = sha
                     store.write_block(
                         b0,
                         result.logits,
-                        extra={
-                            **result.summary,
-                            "seconds": round(time.perf_counter() - t_block, 2),
-                            "conv_impl": conv_impl,
-                            "compute_dtype": compute_dtype,
-                        },
+                        extra={**extra, **_block_extra(plan, totals)},
                         test_logits=result.test_logits if config["store_test_logits"] else None,
                     )
                     failpoints.hit("block_recorded")
@@ -434,5 +603,7 @@ def train_shadows(
             f"Skipped block(s) {skipped}: claimed or partly written by another job. Re-run "
             "the same command after it ends to fill whatever is still missing."
         )
+    if plan.privacy is not None:
+        log(f"{_privacy_line(plan.privacy)}; in {privacy_path}")
     log(clock.line())
     return store
