@@ -85,7 +85,9 @@ _MIXTURE_FLAGS = {
     "pca_dims": flags.DEFINE_integer("pca_dims", None, "subpopulation: PCA dimensions."),
     "num_clusters": flags.DEFINE_integer("num_clusters", None, "subpopulation: KMeans clusters."),
     "singleton_threshold": flags.DEFINE_float(
-        "singleton_threshold", None, "singletons: memorization above which an OOD example is kept."
+        "ood_singleton_threshold",
+        None,
+        "singletons: memorization above which an OOD example is kept.",
     ),
     "singleton_workdir": flags.DEFINE_string(
         "singleton_workdir", None, "singletons: workdir of the complete --mixture=random run."

@@ -246,3 +246,22 @@ def test_null_calibration_binary(tmp_path):
     store = store_lib.open_store(tmp_path / "m8_s0" / "store", complete=True)
     assert store.config["dataset"] == "null" and store.keep().sum(0).tolist() == [4] * 300
     assert "| lira_online |" in (tmp_path / "results" / "null_calibration.md").read_text()
+
+
+def test_every_experiment_imports_in_one_process():
+    """absl flags are process-global: two binaries defining one flag name cannot both load.
+
+    Pipelines and tests import several binaries together, so a collision must fail here,
+    in a fresh interpreter, whatever order the rest of the suite happens to import them in.
+    """
+    names = sorted(
+        p.stem for p in (REPO / "experiments").glob("*.py") if p.stem not in {"__init__"}
+    )
+    code = "import importlib\n" + "".join(
+        f"importlib.import_module('experiments.{n}')\n" for n in names
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
