@@ -12,13 +12,24 @@ from lira_jax.train.engine import (
     bytes_per_model,
     epoch_batches,
     model_keys,
-    query_logits,
     steps_per_epoch,
+)
+from lira_jax.train.query import (
+    QUERY_DEFAULTS,
+    BlockQueries,
+    QueryLayout,
+    query_block,
+    query_conv_impl,
+    query_layout,
+    query_logits,
 )
 from lira_jax.train.sharding import initialize_distributed, models_mesh, process_share
 
 __all__ = [
     "BACKEND_DEFAULTS",
+    "QUERY_DEFAULTS",
+    "BlockQueries",
+    "QueryLayout",
     "COMPUTE_DTYPES",
     "Engine",
     "TrainConfig",
@@ -30,6 +41,9 @@ __all__ = [
     "model_keys",
     "models_mesh",
     "process_share",
+    "query_block",
+    "query_conv_impl",
+    "query_layout",
     "query_logits",
     "sharding",
     "steps_per_epoch",
