@@ -41,7 +41,18 @@ _GROUPS = flags.DEFINE_enum(
 _GROUP_THRESHOLDS = flags.DEFINE_list(
     "group_mem_thresholds", ["0.1", "0.5"], "Memorization bucket edges for --groups."
 )
-_ATTACK_SEED = flags.DEFINE_integer("attack_seed", 0, "Seed of bootstrap and attack models.")
+_ATTACK_SEED = flags.DEFINE_integer(
+    "attack_seed", 0, "Seed of the bootstrap, the equal-size shadow sets and attack models."
+)
+_RMIA_GAMMA = flags.DEFINE_float(
+    "rmia_gamma", 2.0, "RMIA's likelihood-ratio threshold γ (paper 2; the authors' code 1)."
+)
+_RMIA_A = flags.DEFINE_string(
+    "rmia_offline_a",
+    "0.3",
+    "RMIA offline's a in [0, 1] (paper 0.3), or 'auto': chosen per target on a paired "
+    "reference model, as the authors' code does.",
+)
 
 
 class _LazyLogits:
@@ -61,8 +72,12 @@ class _LazyLogits:
         return self._store.read_logits(models=index)
 
 
-def memorization_groups(store, thresholds) -> tuple[np.ndarray, list[str]]:
-    """[N] bucket ids and names by Feldman-Zhang memorization on the identity query."""
+def memorization_groups(
+    store, thresholds, num_targets: int, seed: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """[T, N] bucket ids and names by Feldman-Zhang memorization on the identity query,
+    estimated for each target from its shadow sets only (`memorization.target_memorization`),
+    so that a target's own outputs never choose the bucket its examples are scored in."""
     keep = store.keep()
     correct = np.concatenate(
         [
@@ -75,8 +90,10 @@ def memorization_groups(store, thresholds) -> tuple[np.ndarray, list[str]]:
             for a in range(0, store.num_models, 64)
         ]
     )
-    mem = memorization.memorization(keep, correct)
-    return memorization.bucketize(mem, thresholds), memorization.bucket_names(thresholds)
+    mem = memorization.target_memorization(keep, correct, np.arange(num_targets), seed=seed)
+    return memorization.bucketize(mem.ravel(), thresholds).reshape(mem.shape), (
+        memorization.bucket_names(thresholds)
+    )
 
 
 def attack(
@@ -88,6 +105,8 @@ def attack(
     groups: str = "none",
     group_thresholds: tuple[float, ...] = (0.1, 0.5),
     seed: int = 0,
+    rmia_gamma: float = 2.0,
+    rmia_offline_a: float | str = 0.3,
     log: Callable[[str], None] = logging.info,
 ) -> dict[str, dict]:
     """Evaluates `attacks` on `workdir/store`; writes results/attacks.{json,md} and roc.png.
@@ -99,7 +118,10 @@ def attack(
       num_bootstrap: bootstrap resamples for confidence intervals (0: none).
       groups: "none" or "memorization" (per-bucket results, see `memorization_groups`).
       group_thresholds: memorization bucket edges.
-      seed: seed of the bootstrap and of trained attack models (Shokri).
+      seed: seed of the bootstrap, of the equal-size shadow sets and of trained attack
+        models (Shokri).
+      rmia_gamma: RMIA's γ (both variants).
+      rmia_offline_a: RMIA offline's a, or "auto" (see `lira_jax.attacks.rmia`).
       log: where progress lines go.
 
     Returns:
@@ -124,9 +146,16 @@ def attack(
         raise ValueError(f"--num_bootstrap={num_bootstrap} must be >= 0.")
     group_ids, group_names = None, None
     if groups == "memorization":
-        group_ids, group_names = memorization_groups(store, group_thresholds)
+        group_ids, group_names = memorization_groups(store, group_thresholds, num_targets, seed)
     elif groups != "none":
         raise ValueError(f"groups={groups!r} must be 'none' or 'memorization'.")
+    options = {}
+    for name, rmia_options in (
+        ("rmia_online", {"gamma": rmia_gamma}),
+        ("rmia_offline", {"gamma": rmia_gamma, "a": rmia_offline_a}),
+    ):
+        if name in names:
+            options[name] = rmia_options
     log(f"Attacking {store} with {num_targets} target(s): {', '.join(names)}")
     results, curves = evaluate_logits(
         _LazyLogits(store),
@@ -138,6 +167,7 @@ def attack(
         group_names=group_names,
         num_bootstrap=num_bootstrap,
         seed=seed,
+        attack_options=options,
         log=log,
     )
     # Timings vary run to run; attacks.json stays a deterministic function of the store.
@@ -169,6 +199,14 @@ def run_from_flags() -> None:
         raise ValueError(
             f"--group_mem_thresholds={_GROUP_THRESHOLDS.value} must be numbers."
         ) from None
+    rmia_a = _RMIA_A.value.strip()
+    if rmia_a != "auto":
+        try:
+            rmia_a = float(rmia_a)
+        except ValueError:
+            raise ValueError(
+                f"--rmia_offline_a={_RMIA_A.value!r} must be a number in [0, 1] or 'auto'."
+            ) from None
     attack(
         flagdefs.WORKDIR.value,
         _ATTACKS.value,
@@ -177,6 +215,8 @@ def run_from_flags() -> None:
         groups=_GROUPS.value,
         group_thresholds=thresholds,
         seed=_ATTACK_SEED.value,
+        rmia_gamma=_RMIA_GAMMA.value,
+        rmia_offline_a=rmia_a,
     )
 
 

@@ -61,7 +61,7 @@ from lira_jax.data import augment, keep_mask, load_dataset
 from lira_jax.models import get_model
 from lira_jax.models.zoo import CNN
 from lira_jax.train import engine as engine_lib
-from lira_jax.train import sharding
+from lira_jax.train import query_logits, sharding
 
 _SETTINGS = flags.DEFINE_list(
     "settings",
@@ -664,8 +664,8 @@ def benchmark_precision(peak: float, out: list[str], models: int, epochs: int) -
             label=dtype,
         )
         p = params[0]
-        train_logits = engine_lib.query_logits(engine.model, p, x, identity)[:, :, 0]
-        test_logits = engine_lib.query_logits(engine.model, p, xt, identity)[:, :, 0]
+        train_logits = query_logits(engine.model, p, x, identity)[:, :, 0]
+        test_logits = query_logits(engine.model, p, xt, identity)[:, :, 0]
         in_acc = ((train_logits.argmax(-1) == y) & keep[:models]).sum(1) / keep[:models].sum(1)
         test_acc = (test_logits.argmax(-1) == yt).mean(1)
         rows.append(

@@ -8,7 +8,10 @@ r"""How many shadow models does each example need? Attack success vs number of m
 For each k, each of `--num_targets` targets and each of `--num_draws` random draws, every
 example gets k IN and k OUT shadow models (random among those available), the attack is
 scored and the metrics pooled over targets; curves report the median and a percentile
-interval over draws (see `lira_jax.sample_complexity`).
+interval over draws (see `lira_jax.sample_complexity`). The curves place each target's
+examples in memorization buckets estimated from that target's shadow models only
+(`memorization.target_memorization`); the Hellinger columns describe the examples, with
+buckets from all models.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags, logging
 
 from experiments import flagdefs
@@ -59,6 +63,12 @@ def sample_complexity_report(
     mem = mem_lib.memorization(keep, sig.correct)
     buckets = mem_lib.bucketize(mem, thresholds)
     names = mem_lib.bucket_names(thresholds)
+    # The curves group each target's examples by memorization estimated without that
+    # target (its own outputs would otherwise leak its membership into the buckets).
+    target_mem = mem_lib.target_memorization(
+        keep, sig.correct, np.arange(min(num_targets, keep.shape[0])), seed=seed
+    )
+    target_buckets = mem_lib.bucketize(target_mem.ravel(), thresholds).reshape(target_mem.shape)
     log(f"Curves over k={ks or 'default'}, {num_draws} draws, {num_targets} targets")
     result = sc.shadow_model_curves(
         sig.phi,
@@ -66,7 +76,7 @@ def sample_complexity_report(
         ks=ks,
         num_draws=num_draws,
         num_targets=num_targets,
-        groups=buckets,
+        groups=target_buckets,
         group_names=names,
         seed=seed,
     )
@@ -90,6 +100,11 @@ def sample_complexity_report(
     return result
 
 
+def _count(n: float) -> str:
+    """An example count: exact, or a mean per target to one decimal."""
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
+
+
 def summary_table(result: dict, attack: str = _PLOT_ATTACK) -> str:
     """Markdown: median AUC per k (rows) and group (columns), then the Hellinger comparison."""
     groups = list(result["groups"])
@@ -98,7 +113,7 @@ def summary_table(result: dict, attack: str = _PLOT_ATTACK) -> str:
         f"{attack}: median AUC over {result['num_draws']} draws (k shadow models per side)",
         "",
         "| k | "
-        + " | ".join(f"{g} (n={result['groups'][g]['num_examples']})" for g in groups)
+        + " | ".join(f"{g} (n={_count(result['groups'][g]['num_examples'])})" for g in groups)
         + " |",
         "|---:|" + "---:|" * len(groups),
     ]

@@ -16,6 +16,9 @@ of the original scores, so the scores are sorted once and every resample costs a
 and two cumulative sums over the n scores — B resamples of n scores cost O(B·n), processed
 in chunks of resamples that bound memory. The same `seed` gives the same resamples for
 every attack scored on the same units (paired intervals).
+
+Binomial proportions (success rates of label inference): exact Clopper–Pearson intervals
+(`clopper_pearson`), from beta quantiles.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "auc",
     "balanced_accuracy",
     "bootstrap_intervals",
+    "clopper_pearson",
     "operating_point",
     "roc_curve",
     "summarize",
@@ -347,3 +351,32 @@ def _weighted_counts(weights: np.ndarray, upto: np.ndarray) -> np.ndarray:
     cum = np.zeros((weights.shape[0], weights.shape[1] + 1), dtype=np.int32)
     np.cumsum(weights, axis=1, out=cum[:, 1:])
     return cum[:, np.r_[0, upto]]
+
+
+def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) two-sided interval of a binomial proportion.
+
+    The lower end is the p whose Binomial(trials, p) upper tail P[X >= successes] is
+    (1 − level)/2, i.e. the (1 − level)/2 quantile of Beta(successes, trials − successes + 1);
+    the upper end likewise. The interval covers the true proportion with probability at
+    least `level` (conservative); each end is a one-sided bound at level (1 + level)/2.
+
+    Args:
+      successes: k, 0 <= k <= trials.
+      trials: n >= 1.
+      level: confidence level in (0, 1).
+
+    Returns:
+      (lower, upper); lower = 0 when k = 0 and upper = 1 when k = n.
+    """
+    from scipy import stats
+
+    k, n = int(successes), int(trials)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= successes <= trials and trials >= 1; got {k} of {n}.")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level} must be in (0, 1), e.g. 0.95.")
+    alpha = 1.0 - level
+    lower = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    upper = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lower, upper

@@ -30,11 +30,20 @@ compact [k, N, A] arrays, so each k costs a sort of k rows, not of M.
 
 The scores use LiRA's exact formulas (μ = median, σ = ddof-0 std + 1e-30, online
 log-likelihood ratio, offline −log P[Z > φ]; fixed variance: one σ from all selected
-values pooled), so at the largest k, when every example has exactly k IN and k OUT
-shadows, the result equals `lira_jax.attacks.lira_scores` on all shadows. With k = 1 the
-per-example σ is 0 and only the fixed-variance variants are meaningful. Intervals are
-percentiles over the independent draws (seeded by (seed, draw)): with D draws, an
-interval of 0.9 means the 5th–95th percentiles; use >= 20 draws for stable intervals.
+values pooled), so when every example has exactly k IN and k OUT shadows besides the
+target, the curve at that k equals `lira_jax.attacks.lira_scores` on those shadows. With
+k = 1 the per-example σ is 0 and only the fixed-variance variants are meaningful.
+Intervals are percentiles over the independent draws (seeded by (seed, draw)): with D
+draws, an interval of 0.9 means the 5th–95th percentiles; use >= 20 draws for stable
+intervals.
+
+Shadow sets: every curve point gives every (target, example) exactly k IN and k OUT
+shadows, so the sizes never depend on the target's membership. The "all shadows"
+reference uses the shadow sets of the leave-one-model-out attacks
+(`lira_jax.attacks.shadow_sets.target_shadow_mask`, seeded by `seed`: for a balanced mask
+count_in − 1 IN and count_out − 1 OUT per example); before, it used all M − 1 other
+models, whose IN/OUT counts differ by one between members and non-members (a bias of
+the size the curves measure at M <= 16).
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import numpy as np
 import scipy.stats
 
 from lira_jax import metrics
+from lira_jax.attacks import shadow_sets
 from lira_jax.attacks.lira import lira_scores
 from lira_jax.memorization import Queries, fit_gaussians
 
@@ -193,19 +203,27 @@ def _scores(
 
 
 def _group_masks(
-    groups: np.ndarray | None, group_names: Sequence[str] | None, num_examples: int
+    groups: np.ndarray | None,
+    group_names: Sequence[str] | None,
+    num_examples: int,
+    num_targets: int | None = None,
 ) -> dict[str, np.ndarray]:
+    """{name: bool mask}: [N] for groups [N], or [T, N] for per-target groups [T, N]
+    (allowed when `num_targets` is given)."""
     masks = {_ALL: np.ones(num_examples, bool)}
     if groups is None:
         if group_names is not None:
             raise ValueError("group_names given without groups.")
         return masks
     groups = np.asarray(groups)
-    if groups.shape != (num_examples,) or not np.issubdtype(groups.dtype, np.integer):
+    shapes = [(num_examples,)] + ([] if num_targets is None else [(num_targets, num_examples)])
+    if groups.shape not in shapes or not np.issubdtype(groups.dtype, np.integer):
         raise ValueError(
-            f"groups must be [examples]=({num_examples},) integers, got {groups.dtype} "
-            f"{groups.shape}."
+            f"groups must be integers of shape {' or '.join(map(str, shapes))} ([examples] or "
+            f"[targets, examples]), got {groups.dtype} {groups.shape}."
         )
+    if groups.ndim == 2:
+        masks[_ALL] = np.ones(groups.shape, bool)
     if group_names is None:
         group_names = [str(g) for g in range(int(groups.max()) + 1)] if groups.size else []
     if groups.size and (groups.min() < 0 or groups.max() >= len(group_names)):
@@ -229,7 +247,8 @@ def _group_metrics(
     """[T, N] pooled scores -> {group: [1 + L] (AUC, TPR at each level)}; NaN if undefined."""
     out = {}
     for name, mask in masks.items():
-        s, t = scores[:, mask].ravel(), truth[:, mask].ravel()
+        mask = np.broadcast_to(mask, scores.shape)
+        s, t = scores[mask], truth[mask]
         if t.all() or not t.any():
             out[name] = np.full(1 + len(fpr_levels), np.nan)
             continue
@@ -285,14 +304,19 @@ def shadow_model_curves(
       num_draws: independent random draws of the k models per (k, target).
       num_targets: models 0 .. num_targets−1 are in turn the target (default min(8, M)).
       attacks: names from `ATTACK_VARIANTS`.
-      groups: optional [examples] int group of each example (e.g. `bucketize(mem)`);
-        curves are also computed restricted to each group.
+      groups: optional [examples] int group of each example (e.g. `bucketize(mem)`), or
+        [num_targets, examples] one per target (e.g. `bucketize` of
+        `memorization.target_memorization`, which keeps each target's own outputs out of
+        its grouping); curves are also computed restricted to each group ("num_examples"
+        of a per-target group is the mean number of examples per target).
       group_names: name of group g at index g (default "0", "1", …).
       fpr_levels: FPR levels for the TPR curves.
       interval: central coverage of the percentile interval over draws (0.9: 5th–95th).
       seed: draw d uses np.random.default_rng([seed, d]).
-      include_all_shadows: also evaluate each attack with all M − 1 shadows
-        (`lira_scores`, unequal IN/OUT counts), the reference the curves approach.
+      include_all_shadows: also evaluate each attack with all the shadows the
+        leave-one-model-out attacks use (`shadow_sets.target_shadow_mask`: for a balanced
+        mask count_in − 1 IN and count_out − 1 OUT per example, whatever the target's
+        membership), the reference the curves approach.
 
     Returns:
       A JSON-serialisable dict (see `to_jsonable`: NaN -> None):
@@ -304,8 +328,8 @@ def shadow_model_curves(
             "groups": {group: {
                "auc": {"median", "lo", "hi", "mean": [per k], "draws": [[per draw] per k]},
                "tpr_at_fpr": {str(level): same structure},
-               "all_shadows": {"auc", "tpr_at_fpr": {str(level)}, "num_shadow_models"}
-                 (if include_all_shadows)}}}}}
+               "all_shadows": {"auc", "tpr_at_fpr": {str(level)}, "num_shadow_models"
+                 (per example: IN + OUT online, OUT offline)} (if include_all_shadows)}}}}}
       A group whose pooled examples lack members or non-members has None metrics.
 
     Raises:
@@ -339,7 +363,7 @@ def shadow_model_curves(
             f"targets, {max_k} is the most IN and OUT shadows every example has. Use "
             f"default_ks({max_k}) or fewer targets."
         )
-    masks = _group_masks(groups, group_names, num_examples)
+    masks = _group_masks(groups, group_names, num_examples, num_targets)
     truth = keep[:num_targets]
     depth = ks[-1]
 
@@ -367,15 +391,19 @@ def shadow_model_curves(
                 for g, row in _group_metrics(scores[a][i], truth, masks, fpr_levels).items():
                     values[a][g][i, d] = row
 
-    reference = {}
+    reference, all_sizes = {}, (0, 0)
     if include_all_shadows:
+        shadow_masks = [shadow_sets.target_shadow_mask(keep, t, seed) for t in range(num_targets)]
+        all_sizes = (
+            int((shadow_masks[0] & keep).sum(0)[0]),
+            int((shadow_masks[0] & ~keep).sum(0)[0]),
+        )
         for a in attacks:
             online, fix_variance = ATTACK_VARIANTS[a]
             pooled = np.empty((num_targets, num_examples))
-            for t in range(num_targets):
-                others = np.arange(num_models) != t
+            for t, use in enumerate(shadow_masks):
                 pooled[t] = lira_scores(
-                    phi[t], phi[others], keep[others], online=online, fix_variance=fix_variance
+                    phi[t], phi, keep, online=online, fix_variance=fix_variance, shadow_mask=use
                 )
             reference[a] = _group_metrics(pooled, truth, masks, fpr_levels)
 
@@ -397,7 +425,7 @@ def shadow_model_curves(
                 entry["all_shadows"] = {
                     "auc": ref[0],
                     "tpr_at_fpr": {lv: ref[1 + j] for j, lv in enumerate(levels)},
-                    "num_shadow_models": num_models - 1,
+                    "num_shadow_models": sum(all_sizes) if online else all_sizes[1],
                 }
             per_group[g] = entry
         result_attacks[a] = {
@@ -418,7 +446,10 @@ def shadow_model_curves(
             "seed": seed,
             "interval": interval,
             "fpr_levels": list(fpr_levels),
-            "groups": {g: {"num_examples": int(m.sum())} for g, m in masks.items()},
+            "groups": {
+                g: {"num_examples": int(m.sum()) if m.ndim == 1 else float(m.mean(0).sum())}
+                for g, m in masks.items()
+            },
             "attacks": result_attacks,
         }
     )

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 
 from lira_jax import attacks, metrics, signals
+from lira_jax.attacks import lira as lira_lib
+from lira_jax.attacks import rmia as rmia_lib
+from lira_jax.attacks import shadow_sets
 from lira_jax.attacks import shokri as shokri_lib
 
 
@@ -87,9 +90,17 @@ def test_bank_rejects_bad_logits_and_shapes(case):
 # ---------------------------------------------------------------- each attack vs a loop
 
 
+def _equalized(keep, targets, seed=0):
+    """{target: its shadow mask [M, N]} from the public shadow-set function."""
+    return {int(t): shadow_sets.target_shadow_mask(keep, t, seed) for t in targets}
+
+
 @pytest.mark.parametrize("online", [True, False])
 @pytest.mark.parametrize("fix_variance", [True, False])
-def test_lira_leave_one_out_equals_explicit_shadows(online, fix_variance):
+def test_lira_leave_one_out_equals_explicit_shadows(online, fix_variance, monkeypatch):
+    # Tiny blocks, so that the 25 examples span 13 scoring blocks and 5 summary chunks.
+    monkeypatch.setattr(lira_lib, "_BLOCK_ELEMENTS", 2 * 9 * 3)
+    monkeypatch.setattr(lira_lib, "_CHUNK_ELEMENTS", 5 * 9 * 3)
     rng = np.random.default_rng(3)
     m, n, a = 9, 25, 3
     phi = rng.normal(size=(m, n, a))
@@ -97,29 +108,54 @@ def test_lira_leave_one_out_equals_explicit_shadows(online, fix_variance):
     keep = rng.random((m, n)) < 0.5
     keep[:3], keep[3:6] = True, False  # >= 2 IN and 2 OUT shadows whichever the target
     bank = attacks.SignalBank(keep=keep, phi=phi)
-    got = attacks.lira_attack(bank, np.arange(m), online=online, fix_variance=fix_variance)
-    for t in range(m):
-        others = np.arange(m) != t
+    got = attacks.lira_attack(bank, np.arange(m), online=online, fix_variance=fix_variance, seed=2)
+    for t, mask in _equalized(keep, np.arange(m), seed=2).items():
         ref = attacks.lira_scores(
-            phi[t], phi[others], keep[others], online=online, fix_variance=fix_variance
+            phi[t], phi, keep, online=online, fix_variance=fix_variance, shadow_mask=mask
         )
         np.testing.assert_allclose(got.scores[t], ref, rtol=1e-9, atol=1e-9)
+
+
+def test_fixed_variance_lira_leaves_the_target_out_of_sigma_in_every_block():
+    # The issue's case: N = 1,500, A = 5, 16 targets (two scoring blocks of examples). The
+    # pooled σ used to drop the target's values only within the block being scored.
+    rng = np.random.default_rng(11)
+    m, n, a = 17, 1500, 5
+    keep = rng.uniform(size=(m, n)).argsort(0) < 8
+    phi = rng.normal(size=n)[None, :, None] + 3.0 * keep[..., None] + rng.normal(size=(m, n, a))
+    bank = attacks.SignalBank(keep=keep, phi=phi)
+    targets = np.arange(16)
+    assert n > lira_lib._BLOCK_ELEMENTS // (16 * a)  # more than one block
+    for online in (True, False):
+        got = attacks.lira_attack(bank, targets, online=online, fix_variance=True).scores
+        for t, mask in _equalized(keep, targets).items():
+            ref = attacks.lira_scores(
+                phi[t], phi, keep, online=online, fix_variance=True, shadow_mask=mask
+            )
+            np.testing.assert_allclose(got[t], ref, rtol=1e-10, atol=1e-10)
 
 
 def test_lira_undefined_with_too_few_shadows():
     rng = np.random.default_rng(0)
     keep = (np.arange(6)[:, None] + np.arange(10)) % 2 == 0  # 3 IN, 3 OUT per example
-    keep[:, 2] = [True, True, True, True, True, False]  # only model 5 is OUT
     keep[:, 3] = [True, True, True, True, False, False]
     bank = attacks.SignalBank(keep=keep, phi=rng.normal(size=(6, 10, 1)))
-    attacks.lira_attack(bank, [0], online=False, fix_variance=True)  # >= 1 OUT shadow: fine
-    with pytest.raises(attacks.AttackUndefined, match="1 of 10 examples have no OUT shadow.*5"):
-        attacks.lira_attack(bank, [5], online=False, fix_variance=True)
-    # Model 4 as target leaves example 3 a single OUT shadow: no per-example σ, but the
-    # fixed-variance variant is defined.
-    with pytest.raises(attacks.AttackUndefined, match="a single OUT shadow model when model 4"):
-        attacks.lira_attack(bank, [4], online=False)
-    assert np.isfinite(attacks.lira_attack(bank, [4], online=False, fix_variance=True).scores).all()
+    # Example 3 has 2 OUT models, so every example gets a single OUT shadow for every target
+    # (one OUT model fewer than the sparsest example has): no per-example σ, whatever the
+    # target, but the fixed-variance variant is defined.
+    for target in (0, 4):
+        with pytest.raises(
+            attacks.AttackUndefined, match=f"a single OUT shadow model when model {target}"
+        ):
+            attacks.lira_attack(bank, [target], online=False)
+        assert np.isfinite(
+            attacks.lira_attack(bank, [target], online=False, fix_variance=True).scores
+        ).all()
+    keep[:, 2] = [True, True, True, True, True, False]  # only model 5 is OUT
+    bank = attacks.SignalBank(keep=keep, phi=rng.normal(size=(6, 10, 1)))
+    # The mask is no longer balanced: every example is cut to the sparsest one's counts.
+    with pytest.raises(attacks.AttackUndefined, match="10 of 10 examples have no OUT shadow.*0"):
+        attacks.lira_attack(bank, [0], online=False, fix_variance=True)
 
 
 def test_yeom_matches_loop(small_bank):
@@ -133,24 +169,80 @@ def test_yeom_matches_loop(small_bank):
 
 def test_sablayrolles_matches_loop(small_bank):
     bank = small_bank
-    out = attacks.sablayrolles_attack(bank, np.arange(7))
-    for t in range(7):
+    out = attacks.sablayrolles_attack(bank, np.arange(7), seed=5)
+    for t, use in _equalized(bank.keep, np.arange(7), seed=5).items():
         for j in range(40):
-            ins = [bank.loss[m, j] for m in range(7) if m != t and bank.keep[m, j]]
-            outs = [bank.loss[m, j] for m in range(7) if m != t and not bank.keep[m, j]]
+            ins = [bank.loss[m, j] for m in range(7) if use[m, j] and bank.keep[m, j]]
+            outs = [bank.loss[m, j] for m in range(7) if use[m, j] and not bank.keep[m, j]]
             tau = (np.mean(ins) + np.mean(outs)) / 2
             assert out.scores[t, j] == pytest.approx(tau - bank.loss[t, j], abs=1e-12)
 
 
-def test_reference_matches_midrank_loop(small_bank):
+def _continuous_log_odds(refs, x, fallback):
+    """The reference attack's score, from its definition, for one target loss x."""
+    refs = np.sort(refs)
+    k = refs.size
+    below, equal = np.sum(refs < x), np.sum(refs == x)
+    h = (refs[-1] - refs[0]) / (k - 1) if k > 1 and refs[-1] > refs[0] else fallback
+    if equal:
+        f = (below + equal / 2) / k
+    elif below == 0:
+        f = 0.5 / k * np.exp((x - refs[0]) / h)
+    elif below == k:
+        f = 1 - 0.5 / k * np.exp(-(x - refs[-1]) / h)
+    else:
+        lo, hi = refs[below - 1], refs[below]
+        f = (below - 0.5 + (x - lo) / (hi - lo)) / k
+    return np.log((1 - f) / f)
+
+
+def test_reference_matches_continuous_percentile_loop(small_bank):
     bank = small_bank
-    out = attacks.reference_attack(bank, np.arange(7))
-    for t in range(7):
+    out = attacks.reference_attack(bank, np.arange(7), seed=1)
+    for t, use in _equalized(bank.keep, np.arange(7), seed=1).items():
+        refs = [bank.loss[use[:, j] & ~bank.keep[:, j], j] for j in range(40)]
+        spacings = [
+            (r.max() - r.min()) / (r.size - 1) for r in refs if r.size > 1 and r.max() > r.min()
+        ]
         for j in range(40):
-            refs = np.array([bank.loss[m, j] for m in range(7) if m != t and not bank.keep[m, j]])
             x = bank.loss[t, j]
-            cdf = (np.sum(refs < x) + 0.5 * np.sum(refs == x)) / refs.size
-            assert out.scores[t, j] == pytest.approx(1 - cdf, abs=1e-12)
+            fallback = np.median(spacings) if spacings else 1.0
+            expected = _continuous_log_odds(refs[j], x, fallback)
+            assert out.scores[t, j] == pytest.approx(expected, rel=1e-9, abs=1e-12), (t, j)
+
+
+def test_reference_breaks_ties_at_the_low_fpr_end():
+    # Members' losses fall below all 15 references: a step CDF gives them all one score.
+    rng = np.random.default_rng(0)
+    m, n = 16, 4000
+    keep = rng.uniform(size=(m, n)).argsort(0) < m // 2
+    difficulty = rng.exponential(size=n)
+    loss = difficulty * np.exp(rng.normal(scale=0.3, size=(m, n)) - 3.0 * keep)
+    bank = attacks.SignalBank(keep=keep, loss=loss)
+    scores = attacks.reference_attack(bank, np.arange(4)).scores
+    truth = keep[:4].ravel()
+    below_all = (scores > np.log(2 * 15 - 1)).ravel()  # F < ½/15: under every reference
+    assert below_all[truth].mean() > 0.5 and np.unique(scores.ravel()[below_all]).size > 1000
+    summary = metrics.summarize(scores.ravel(), truth)
+    assert summary["tpr_at_fpr"]["0.01"] > 0.1
+
+
+def _rmia_loop(p, keep, t, use, online, a, gamma, population):
+    """RMIA scores of model t by pairwise likelihood ratios, references `use` [M, N]."""
+    n = keep.shape[1]
+    ratio = np.empty(n)
+    for j in range(n):
+        if online:
+            ref = np.mean(p[use[:, j], j])
+        else:
+            p_out = np.mean(p[use[:, j] & ~keep[:, j], j])
+            ref = 0.5 * ((1 + a) * p_out + (1 - a))
+        ratio[j] = p[t, j] / ref
+    scores = np.empty(n)
+    for x in range(n):
+        pop = (np.arange(n) != x) & ((population == "all") | ~keep[t])
+        scores[x] = np.mean(ratio[x] / ratio[pop] > gamma)
+    return scores
 
 
 @pytest.mark.parametrize(
@@ -161,33 +253,49 @@ def test_rmia_matches_pairwise_loop(small_bank, online, gamma, population):
     with pytest.raises(attacks.AttackUndefined, match="population of target model 1 is empty"):
         attacks.rmia_attack(small_bank, [1])
     bank, a = small_bank, 0.3
+    out = attacks.rmia_attack(
+        bank, [4, 5], online=online, gamma=gamma, population=population, seed=3
+    )
+    for i, (t, use) in enumerate(_equalized(bank.keep, [4, 5], seed=3).items()):
+        expected = _rmia_loop(bank.p_y, bank.keep, t, use, online, a, gamma, population)
+        np.testing.assert_allclose(out.scores[i], expected, atol=1e-12)
+    assert out.extras["gamma"] == gamma
+
+
+def test_rmia_auto_a_is_chosen_on_the_paired_model(case):
+    *_, bank = case
+    targets = [2, 3]
+    out = attacks.rmia_attack(bank, targets, online=False, gamma=1.0, a="auto", seed=1)
     p, keep = bank.p_y, bank.keep
-    out = attacks.rmia_attack(bank, [4, 5], online=online, gamma=gamma, population=population)
-    for i, t in enumerate([4, 5]):
-        ratio = np.empty(40)
-        for j in range(40):
-            if online:
-                ref = np.mean([p[m, j] for m in range(7) if m != t])
-            else:
-                p_out = np.mean([p[m, j] for m in range(7) if m != t and not keep[m, j]])
-                ref = 0.5 * ((1 + a) * p_out + (1 - a))
-            ratio[j] = p[t, j] / ref
-        for x in range(40):
-            pop = [z for z in range(40) if z != x and (population == "all" or not keep[t, z])]
-            expected = np.mean([ratio[x] / ratio[z] > gamma for z in pop])
-            assert out.scores[i, x] == pytest.approx(expected, abs=1e-12)
+    chosen = []
+    for i, t in enumerate(targets):
+        paired = t ^ 1
+        use = shadow_sets.equalized_shadow_mask(keep, [t, paired], seed=1)
+        assert not use[[t, paired]].any()
+        aucs = []
+        for a in rmia_lib.A_GRID:
+            scores = _rmia_loop(p, keep, paired, use, False, a, 1.0, "out")
+            aucs.append(metrics.summarize(scores, keep[paired])["auc"])
+        best = rmia_lib.A_GRID[int(np.argmax(aucs))]
+        chosen.append(best)
+        target_use = _equalized(keep, [t], seed=1)[t]
+        expected = _rmia_loop(p, keep, t, target_use, False, best, 1.0, "out")
+        np.testing.assert_allclose(out.scores[i], expected, atol=1e-12)
+    assert out.extras["a"] == pytest.approx(np.mean(chosen))
+    assert sum(out.extras["a_chosen"].values()) == 2
+    with pytest.raises(ValueError, match="'auto'"):
+        attacks.rmia_attack(bank, targets, online=False, a="best")
 
 
 def test_song_matches_brute_force_thresholds(small_bank):
     bank = small_bank
-    out = attacks.song_attack(bank, [0, 3])
-    for i, t in enumerate([0, 3]):
+    out = attacks.song_attack(bank, [0, 3], seed=2)
+    for i, (t, use) in enumerate(_equalized(bank.keep, [0, 3], seed=2).items()):
         for c in range(3):
             cols = np.flatnonzero(bank.labels == c)
-            v_in = [-bank.mentr[m, j] for m in range(7) if m != t for j in cols if bank.keep[m, j]]
-            v_out = [
-                -bank.mentr[m, j] for m in range(7) if m != t for j in cols if not bank.keep[m, j]
-            ]
+            pairs = [(m, j) for m in range(7) for j in cols if use[m, j]]
+            v_in = [-bank.mentr[m, j] for m, j in pairs if bank.keep[m, j]]
+            v_out = [-bank.mentr[m, j] for m, j in pairs if not bank.keep[m, j]]
             best, best_obj = None, -1
             for thr in sorted(set(v_in + v_out), reverse=True):
                 obj = 0.5 * (np.mean(np.array(v_in) >= thr) + np.mean(np.array(v_out) < thr))
@@ -229,17 +337,20 @@ def test_shokri_learns_and_is_deterministic(case):
 
 def test_shokri_training_data_excludes_the_target_fold(case):
     *_, bank = case
-    # Encode the model index in the posterior features to see where training pairs come from.
+    # Encode (model, example) in the posterior features to see where training pairs come from.
     posteriors = np.zeros_like(bank.posteriors)
     posteriors[..., 0] = np.arange(bank.num_models)[:, None]
+    posteriors[..., 1] = np.arange(bank.num_examples)[None, :]
     tagged = attacks.SignalBank(keep=bank.keep, posteriors=posteriors, labels=bank.labels)
-    excluded = np.zeros(bank.num_models, bool)
-    excluded[[2, 3]] = True
+    use = shadow_sets.equalized_shadow_mask(bank.keep, [2, 3], seed=0)
     cols = np.flatnonzero(bank.labels == 1)
-    feats, y = shokri_lib._training_set(tagged, excluded, cols, 400, np.random.default_rng(0), 1, 0)
-    models = feats[:, 0].astype(int)
-    assert not np.isin(models, [2, 3]).any()
-    assert y.sum() == 200 and len(set(models)) > 10
+    feats, y = shokri_lib._training_set(tagged, use, cols, 4000, np.random.default_rng(0), 1, 0)
+    models, examples = feats[:, 0].astype(int), feats[:, 1].astype(int)
+    assert not np.isin(models, [2, 3]).any() and use[models, examples].all()
+    assert (bank.keep[models, examples] == (y == 1)).all()
+    assert y.sum() == 2000 and len(set(models)) > 10
+    # Every example offers 8 - 2 IN and 8 - 2 OUT pairs whatever models 2 and 3 did.
+    assert ((use & bank.keep).sum(0) == 6).all() and ((use & ~bank.keep).sum(0) == 6).all()
 
 
 # ---------------------------------------------------------------- known orderings
@@ -335,6 +446,25 @@ def test_group_metrics_equal_metrics_on_the_subset(case):
     assert set(op) == {"tpr", "fpr", "balanced_accuracy", "ci"}
 
 
+def test_per_target_groups_select_each_targets_own_pairs(case):
+    _, labels, keep, bank = case
+    rng = np.random.default_rng(1)
+    groups = rng.integers(0, 2, size=(3, labels.size))  # a different split per target
+    results, _ = attacks.evaluate_signals(
+        bank, ["sablayrolles"], 3, groups=groups, group_names=["a", "b"], num_bootstrap=10
+    )
+    scores = attacks.sablayrolles_attack(bank, np.arange(3)).scores
+    for g, name in enumerate(["a", "b"]):
+        mask = groups == g
+        sub = metrics.summarize(scores[mask], keep[:3][mask])
+        got = results["sablayrolles"]["groups"][name]
+        assert got["auc"] == sub["auc"] and got["num_positives"] == sub["num_positives"]
+        assert got["num_examples"] == pytest.approx(mask.sum() / 3)
+        assert got["operating_point"]["tpr"] == pytest.approx((scores[mask & keep[:3]] >= 0).mean())
+    with pytest.raises(ValueError, match=r"\[T, N\]=\(3, 600\)"):
+        attacks.evaluate_signals(bank, ["yeom"], 3, groups=groups[:2])
+
+
 def test_group_validation(case):
     _, labels, _, bank = case
     groups = np.zeros(labels.size, int)
@@ -367,12 +497,15 @@ def test_too_few_shadows_are_marked_undefined():
     results, curves = attacks.evaluate_logits(
         logits, labels, keep, "all", 1, attack_options={"shokri": _SHOKRI | {"num_folds": 1}}
     )
-    # One shadow model: each example is IN or OUT for it, never both.
+    # One shadow model: each example is IN or OUT for it, never both, so equal-size IN and
+    # OUT sets are empty (the shadow is dropped to equalise).
     for name in ("lira_online", "lira_offline", "sablayrolles", "reference", "rmia_offline"):
         assert results[name]["undefined"] is True, name
         assert "shadow" in results[name]["reason"] or "reference" in results[name]["reason"]
         assert name not in curves
-    for name in ("global_threshold", "yeom", "rmia_online", "song", "shokri"):
+    for name in ("rmia_online", "song", "shokri"):
+        assert results[name]["undefined"] is True, name
+    for name in ("global_threshold", "yeom"):
         assert "auc" in results[name], name
     # Four models: 1 IN + 2 OUT shadows (or 2 + 1) per example; per-example σ undefined.
     keep4 = np.r_[keep, keep]

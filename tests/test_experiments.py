@@ -218,3 +218,31 @@ def test_compute_dtype_is_recorded_and_changes_only_rounding(tiny_run, tmp_path)
     assert agree > 0.8, agree
     proc = _cli("train_shadows", f"--workdir={tmp_path}/x", "--compute_dtype=float64")
     assert proc.returncode == 1 and "--compute_dtype=float64: value should be one of" in proc.stderr
+
+
+def test_attack_binary_rmia_options(tiny_run):
+    results = attack.attack(
+        tiny_run, attacks="rmia_online,rmia_offline", rmia_gamma=1.0, rmia_offline_a="auto"
+    )
+    assert results["rmia_offline"]["details"]["gamma"] == 1.0
+    chosen = results["rmia_offline"]["details"]["a_chosen"]
+    assert sum(chosen.values()) == 6 and set(chosen) <= {f"{0.1 * i:.1f}" for i in range(11)}
+    assert results["rmia_online"]["details"] == {"gamma": 1.0}
+    proc = _cli("attack", f"--workdir={tiny_run}", "--rmia_offline_a=best")
+    assert proc.returncode == 1
+    assert "--rmia_offline_a='best' must be a number in [0, 1] or 'auto'" in proc.stderr
+
+
+def test_null_calibration_binary(tmp_path):
+    from experiments import null_calibration
+
+    out = null_calibration.null_calibration(tmp_path, [8], 1, num_examples=300, log=_quiet)
+    saved = json.loads((tmp_path / "results" / "null_calibration.json").read_text())
+    assert saved["mean_auc"] == out["mean_auc"] and set(out["mean_auc"]) == set(attack.ATTACKS)
+    per_store = json.loads((tmp_path / "m8_s0" / "results" / "attacks.json").read_text())
+    for name, res in per_store.items():
+        assert out["auc"][name]["8"] == [res["auc"]]
+        assert abs(res["auc"] - 0.5) < 0.05, name  # no membership signal at all
+    store = store_lib.open_store(tmp_path / "m8_s0" / "store", complete=True)
+    assert store.config["dataset"] == "null" and store.keep().sum(0).tolist() == [4] * 300
+    assert "| lira_online |" in (tmp_path / "results" / "null_calibration.md").read_text()

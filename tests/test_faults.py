@@ -1,7 +1,9 @@
 """Fault injection: corrupted shards, torn files and kills are detected, named, survived."""
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import train_shadows, verify
+from lira_jax import failpoints
 from lira_jax import store as store_lib
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,8 +89,11 @@ def test_repair_by_the_printed_recipe(run):
     np.testing.assert_array_equal(store_lib.open_store(run / "store").read_logits(), before)
 
 
-def _train_cli(workdir, *flags):
+def _train_cli(workdir, *flags, failpoint=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    env.pop(failpoints.ENV_VAR, None)
+    if failpoint:
+        env[failpoints.ENV_VAR] = failpoint
     args = [f"--{k}={v}" for k, v in {**TINY, "epochs": 6}.items()]
     return subprocess.Popen(
         [
@@ -108,41 +114,118 @@ def _train_cli(workdir, *flags):
     )
 
 
-def test_killed_runs_resume_to_identical_logits(tmp_path):
-    """SIGKILL a training job at seeded random moments; re-running finishes the job and
-    gives logits bit-identical to an uninterrupted run, reusing checkpoints on the way."""
-    reference = tmp_path / "reference"
-    proc = _train_cli(reference)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-2000:]
-    want = store_lib.open_store(reference / "store").read_logits()
+def _finish(proc, timeout=600):
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
 
+
+@pytest.fixture(scope="module")
+def reference_logits(tmp_path_factory):
+    """The 6-epoch, 2-block run of the kill tests, uninterrupted."""
+    workdir = tmp_path_factory.mktemp("reference")
+    rc, err = _finish(_train_cli(workdir))
+    assert rc == 0, err[-2000:]
+    assert "phases: startup=" in err  # the per-phase timing line ends every run
+    return store_lib.open_store(workdir / "store").read_logits()
+
+
+def _checkpoint_epochs(workdir, block="m000000-000002"):
+    """Epochs of the saved checkpoints of a block (orbax step directories)."""
+    dirs = list((workdir / "checkpoints").glob(f"*/{block}"))
+    return sorted(int(p.name) for d in dirs for p in d.iterdir() if p.name.isdigit())
+
+
+def _records(workdir):
+    return sorted(p.name for p in (workdir / "store" / "_blocks").glob("m*.json"))
+
+
+def _state(workdir):
+    return (
+        _records(workdir),
+        _checkpoint_epochs(workdir),
+        sorted(p.name for p in (workdir / "store" / "_blocks").glob(".m*.tmp")),
+    )
+
+
+# The planned kills, in order, on one workdir (6 epochs, blocks [0, 2) and [2, 4),
+# a checkpoint after every epoch, orbax keeping the latest): each is the failpoint armed in
+# that run and the on-disk state it must leave (completion records, checkpoint epochs of
+# block [0, 2), temp record files).
+KILLS = [
+    # During epoch 3: epochs 1 and 2 were checkpointed (orbax keeps the latest).
+    ("epoch_dispatched@3", ([], [2], [])),
+    # Resumed after epoch 2; killed right after checkpointing epoch 4 (its 2nd save).
+    ("checkpoint_saved@2", ([], [4], [])),
+    # Resumed after epoch 4, epoch 5 checkpointed, 6 trained (the last epoch is never
+    # checkpointed), logits written, killed before the record.
+    ("logits_written", ([], [5], [])),
+    # Again from epoch 5, killed between the synced temp record and its rename.
+    ("record_renaming", ([], [5], [".m000000-000002.json.tmp"])),
+    # Again; the record is in place, killed before the checkpoints are removed.
+    ("block_recorded", (["m000000-000002.json"], [5], [".m000000-000002.json.tmp"])),
+    # Block [0, 2) is complete: its checkpoint is removed at startup; block [2, 4)
+    # is killed during its first epoch (nothing of it saved yet).
+    ("epoch_dispatched@1", (["m000000-000002.json"], [], [".m000000-000002.json.tmp"])),
+]
+
+
+def test_kills_at_each_failpoint_resume_to_identical_logits(tmp_path, reference_logits):
+    """SIGKILL a training job at every moment that changes what is on disk (failpoints:
+    the process kills itself when it reaches the armed point, so the test does not depend
+    on the machine's speed). Each kill leaves exactly the planned state, and the same
+    command without a failpoint then finishes the store bit-identical to an uninterrupted
+    run, with no checkpoint left behind."""
     workdir = tmp_path / "killed"
-    rng = np.random.default_rng(0)
+    kills = []
+    for point, want in KILLS:
+        rc, err = _finish(_train_cli(workdir, failpoint=point))
+        assert rc == -signal.SIGKILL, (point, rc, err[-2000:])
+        kills.append(point)
+        records, epochs, temps = _state(workdir)
+        temps = [re.sub(r"\.json\..*\.tmp$", ".json.tmp", t) for t in temps]
+        assert (records, epochs, temps) == want, point
+    assert kills == [k for k, _ in KILLS]  # every planned kill happened, in order
+    rc, err = _finish(_train_cli(workdir))  # the same command again, to the end
+    assert rc == 0, err[-2000:]
+    store = store_lib.open_store(workdir / "store")
+    assert store.missing_ranges() == [] and verify.verify_run(workdir) == []
+    np.testing.assert_array_equal(store.read_logits(), reference_logits)  # bit-identical
+    assert not list((workdir / "checkpoints").rglob("m*-*"))  # removed once in the store
+
+
+def test_a_malformed_failpoint_is_one_clear_error(tmp_path):
+    rc, err = _finish(_train_cli(tmp_path / "w", failpoint="checkpoint_saevd@2"))
+    assert rc == 1
+    assert err.strip().splitlines()[-1].startswith("error: LIRA_JAX_FAILPOINT=")
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(8))
+def test_soak_kills_at_random_moments(tmp_path, reference_logits, seed):
+    """Outside CI (`python -m pytest -m soak tests/test_faults.py`): SIGKILL at seeded
+    random moments (a timer, not a failpoint), three times, then finish; bit-identical.
+    How many kills land depends on the machine's speed: they are counted, not required."""
+    workdir = tmp_path / "killed"
+    rng = np.random.default_rng(seed)
     kills = 0
     for _ in range(3):
         proc = _train_cli(workdir)
-        # Wait until training is under way (first epoch logged), then kill at a random moment.
-        while proc.poll() is None:
+        while proc.poll() is None:  # wait until training is under way
             line = proc.stderr.readline()
             if "epoch" in line or not line:
                 break
-        if proc.poll() is None:
-            time.sleep(float(rng.uniform(0.0, 3.0)))
+        time.sleep(float(rng.uniform(0.0, 1.5)))
         if proc.poll() is None:
             proc.kill()
             kills += 1
         proc.communicate(timeout=60)
-    proc = _train_cli(workdir)  # the same command again, to the end
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-2000:]
-    store = store_lib.open_store(workdir / "store")
-    assert store.missing_ranges() == [] and verify.verify_run(workdir) == []
-    got = store.read_logits()
-    np.testing.assert_array_equal(got, want)  # bit-identical, not merely close
-    assert kills >= 1
-    assert not list((workdir / "checkpoints").rglob("m*-*"))  # removed once in the store
-    print(f"kills: {kills}")
+    rc, err = _finish(_train_cli(workdir))
+    assert rc == 0, err[-2000:]
+    got = store_lib.open_store(workdir / "store").read_logits()
+    np.testing.assert_array_equal(got, reference_logits)
+    assert not list((workdir / "checkpoints").rglob("m*-*"))
+    print(f"seed {seed}: {kills} kills landed")
 
 
 _DISK_SCRIPT = r"""

@@ -5,6 +5,7 @@ import pytest
 import scipy.stats
 
 from lira_jax import attacks, metrics
+from lira_jax.attacks import shadow_sets
 
 
 def _synthetic(n=4000, s=64, a=1, d=1.0, sigma=1.0, spread=3.0, seed=0):
@@ -34,31 +35,39 @@ def test_online_and_offline_reach_analytic_auc_and_beat_global_threshold():
     assert online["auc"] > global_auc + 0.1
 
 
-def test_matches_per_example_loop():
+@pytest.mark.parametrize("masked", [False, True])
+def test_matches_per_example_loop(masked):
     rng = np.random.default_rng(5)
     s, n, a = 9, 6, 3
     shadow_phi = rng.normal(size=(s, n, a))
     keep = rng.random((s, n)) < 0.5
-    keep[0], keep[1] = True, False  # every example has IN and OUT shadows
+    keep[0:2], keep[2:4] = True, False  # every example has IN and OUT shadows
+    # Optionally a per-example subset of the shadows (models 0-3 always in it).
+    use = (rng.random((s, n)) < 0.6) | (np.arange(s) < 4)[:, None] if masked else None
+    used = np.ones((s, n), bool) if use is None else use
     target_phi = rng.normal(size=(n, a))
-    got_on = attacks.lira_scores(target_phi, shadow_phi, keep)
-    got_off = attacks.lira_scores(target_phi, shadow_phi, keep, online=False)
-    got_fix = attacks.lira_scores(target_phi, shadow_phi, keep, fix_variance=True)
-    sd_in_all, sd_out_all = np.std(shadow_phi[keep]), np.std(shadow_phi[~keep])
+    got_on = attacks.lira_scores(target_phi, shadow_phi, keep, shadow_mask=use)
+    got_off = attacks.lira_scores(target_phi, shadow_phi, keep, online=False, shadow_mask=use)
+    got_fix = attacks.lira_scores(target_phi, shadow_phi, keep, fix_variance=True, shadow_mask=use)
+    sd_in_all = np.std(shadow_phi[keep & used])
+    sd_out_all = np.std(shadow_phi[~keep & used])
     norm = scipy.stats.norm
     for j in range(n):
-        x_in, x_out = shadow_phi[keep[:, j], j], shadow_phi[~keep[:, j], j]  # [k, A]
+        x_in = shadow_phi[keep[:, j] & used[:, j], j]  # [k, A]
+        x_out = shadow_phi[~keep[:, j] & used[:, j], j]
         mi, mo = np.median(x_in, 0), np.median(x_out, 0)
         si, so = np.std(x_in, 0) + 1e-30, np.std(x_out, 0) + 1e-30
         x = target_phi[j]
         on = np.mean(norm.logpdf(x, mi, si) - norm.logpdf(x, mo, so))
-        off = np.mean(-np.log(1 - norm.cdf((x - mo) / so)))
+        off = np.mean(-norm.logsf(x, mo, so))
         fix = np.mean(
             norm.logpdf(x, mi, sd_in_all + 1e-30) - norm.logpdf(x, mo, sd_out_all + 1e-30)
         )
         assert got_on[j] == pytest.approx(on, rel=1e-10)
         assert got_off[j] == pytest.approx(off, rel=1e-10)
         assert got_fix[j] == pytest.approx(fix, rel=1e-10)
+    with pytest.raises(ValueError, match="shadow_mask must be a bool"):
+        attacks.lira_scores(target_phi, shadow_phi, keep, shadow_mask=used[:, :2])
 
 
 def test_missing_in_or_out_shadows_raise():
@@ -91,9 +100,11 @@ def test_evaluate_attacks_leave_one_out():
         fpr, tpr = curves[name]
         assert metrics.auc(fpr, tpr) == pytest.approx(res["auc"])
     assert results["lira_online"]["auc"] > results["global_threshold"]["auc"] + 0.1
-    # The pooled score of target 0 equals lira_scores with the other models as shadows.
-    single, _ = attacks.evaluate_attacks(phi, keep, ["lira_online"], num_targets=1)
-    direct = attacks.lira_scores(phi[0], phi[1:], keep[1:])
+    # The pooled score of target 0 equals lira_scores with its equal-size shadow sets.
+    single, _ = attacks.evaluate_attacks(phi, keep, ["lira_online"], num_targets=1, seed=4)
+    drop = shadow_sets.equalizing_drop(keep, [0], seed=4)[0]
+    mask = shadow_sets.shadow_mask(keep, 0, drop)
+    direct = attacks.lira_scores(phi[0], phi, keep, shadow_mask=mask)
     assert single["lira_online"]["auc"] == pytest.approx(metrics.summarize(direct, keep[0])["auc"])
 
 

@@ -75,6 +75,29 @@ def test_memorization_matches_plain_loop_with_pkeep_07():
         assert got_soft[n] == pytest.approx(np.mean(s_in) - np.mean(s_out), abs=1e-12)
 
 
+def test_target_memorization_uses_each_targets_shadow_sets_only():
+    from lira_jax.attacks import shadow_sets
+
+    rng = np.random.default_rng(3)
+    for keep in (keep_mask(1, 12, 80, 0.5), rng.random((12, 80)) < 0.6):
+        keep[0], keep[1] = True, False  # unbalanced in the second case; IN and OUT models
+        correct = rng.random(keep.shape) < 0.7
+        targets = np.array([0, 5, 11])
+        got = mz.target_memorization(keep, correct, targets, seed=4)
+        for i, t in enumerate(targets):
+            use = shadow_sets.target_shadow_mask(keep, t, seed=4)
+            for n in range(80):
+                ins = correct[use[:, n] & keep[:, n], n]
+                outs = correct[use[:, n] & ~keep[:, n], n]
+                assert got[i, n] == pytest.approx(ins.mean() - outs.mean(), abs=1e-12)
+        # The target's own correctness never enters its estimate.
+        flipped = correct.copy()
+        flipped[5] = ~flipped[5]
+        np.testing.assert_array_equal(mz.target_memorization(keep, flipped, [5], seed=4)[0], got[1])
+    with pytest.raises(ValueError, match="targets must be model indices"):
+        mz.target_memorization(keep, correct, [12])
+
+
 def test_influence_matches_loop_and_its_diagonal_is_memorization():
     rng = np.random.default_rng(2)
     keep = rng.random((30, 8)) < 0.7

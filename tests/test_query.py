@@ -8,7 +8,7 @@ import pytest
 
 from lira_jax.data import Query, keep_mask, load_dataset, query_set
 from lira_jax.models import get_model
-from lira_jax.train import QueryLayout, query_block, query_conv_impl, query_logits
+from lira_jax.train import QueryLayout, query_conv_impl, query_logits, query_pass
 
 N = 50  # not a multiple of any call size below
 
@@ -92,7 +92,7 @@ def test_query_block_accuracies_count_the_identity_query(setup):
     ds, model, params = setup
     keep = keep_mask(0, 3, N, 0.5)
     queries = query_set("cross1", False)
-    res = query_block(
+    res = query_pass(
         model, params, ds.x_train, ds.y_train, keep, queries, ds.x_test[:30], ds.y_test[:30]
     )
     logits = query_logits(model, params, ds.x_train, queries)
@@ -113,9 +113,9 @@ def test_bad_query_inputs(setup):
     keep = keep_mask(0, 3, N, 0.5)
     shifted_first = (Query(False, 1, 0), Query(False, 0, 0))
     with pytest.raises(ValueError, match="first query must be the identity"):
-        query_block(model, params, ds.x_train, ds.y_train, keep, shifted_first)
+        query_pass(model, params, ds.x_train, ds.y_train, keep, shifted_first)
     with pytest.raises(ValueError, match=r"keep_rows \(2, 50\)"):
-        query_block(model, params, ds.x_train, ds.y_train, keep[:2], query_set("identity", False))
+        query_pass(model, params, ds.x_train, ds.y_train, keep[:2], query_set("identity", False))
     with pytest.raises(ValueError, match="queries is empty"):
         query_logits(model, params, ds.x_train, ())
     with pytest.raises(ValueError, match="examples_per_forward=0"):
@@ -133,3 +133,4 @@ def test_auto_lowering_by_backend_and_input_size():
     assert query_conv_impl("auto", "cpu", (28, 28)) == "lax"
     assert query_conv_impl("auto", "gpu", (8, 8)) == "lax"
     assert query_conv_impl("patches", "gpu", (28, 28)) == "patches"
+    assert query_conv_impl("auto", "cpu", (30,)) == "patches"  # tabular: no convolution

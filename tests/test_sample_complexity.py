@@ -10,6 +10,7 @@ import scipy.stats
 from lira_jax import attacks, metrics
 from lira_jax import memorization as mz
 from lira_jax import sample_complexity as sc
+from lira_jax.attacks import shadow_sets
 from lira_jax.data.membership import keep_mask
 from lira_jax.report import curves
 
@@ -135,10 +136,62 @@ def test_full_k_equals_lira_with_all_shadows():
         assert entry["tpr_at_fpr"]["0.05"]["median"][-1] == pytest.approx(
             expected["tpr_at_fpr"]["0.05"]
         )
-        assert entry["all_shadows"]["auc"] == pytest.approx(expected["auc"], abs=1e-12)
         assert res["attacks"][name]["num_shadow_models"] == [
             (2 if online else 1) * x for x in (1, 2, 4, 6)
         ]
+
+
+def test_all_shadows_reference_uses_the_attacks_equal_size_shadow_sets():
+    rng = np.random.default_rng(5)
+    m, n = 10, 300
+    keep = keep_mask(3, m, n, 0.5)
+    phi = rng.normal(size=(m, n, 2)) + keep[:, :, None] * rng.uniform(0, 2, n)[:, None]
+    res = sc.shadow_model_curves(phi, keep, num_targets=3, num_draws=1, seed=8, ks=[1])
+    for name, (online, fix) in sc.ATTACK_VARIANTS.items():
+        pooled = np.stack(
+            [
+                attacks.lira_scores(
+                    phi[t],
+                    phi,
+                    keep,
+                    online=online,
+                    fix_variance=fix,
+                    shadow_mask=shadow_sets.target_shadow_mask(keep, t, seed=8),
+                )
+                for t in range(3)
+            ]
+        )
+        expected = metrics.summarize(pooled.ravel(), keep[:3].ravel())["auc"]
+        ref = res["attacks"][name]["groups"]["all"]["all_shadows"]
+        assert ref["auc"] == pytest.approx(expected, abs=1e-12)
+        assert ref["num_shadow_models"] == (8 if online else 4)  # 4 IN + 4 OUT of 10
+
+
+def test_per_target_groups_restrict_each_targets_scores():
+    rng = np.random.default_rng(6)
+    m, n = 10, 200
+    keep = keep_mask(2, m, n, 0.5)
+    phi = rng.normal(size=(m, n, 1)) + keep[:, :, None]
+    groups = rng.integers(0, 2, size=(3, n))
+    res = sc.shadow_model_curves(
+        phi, keep, num_targets=3, num_draws=1, ks=[4], groups=groups, group_names=["a", "b"]
+    )
+    pooled = np.stack(
+        [
+            attacks.lira_scores(
+                phi[t], phi, keep, shadow_mask=shadow_sets.target_shadow_mask(keep, t, seed=0)
+            )
+            for t in range(3)
+        ]
+    )
+    for g, name in enumerate(["a", "b"]):
+        mask = groups == g
+        expected = metrics.summarize(pooled[mask], keep[:3][mask])["auc"]
+        entry = res["attacks"]["lira_online"]["groups"][name]
+        assert entry["all_shadows"]["auc"] == pytest.approx(expected, abs=1e-12)
+        assert res["groups"][name]["num_examples"] == pytest.approx(mask.sum() / 3)
+    with pytest.raises(ValueError, match="groups must be integers of shape"):
+        sc.shadow_model_curves(phi, keep, num_targets=3, groups=groups[:2])
 
 
 @pytest.fixture(scope="module")

@@ -361,3 +361,167 @@ def test_older_format_and_bad_labels_are_refused(tmp_path):
     with pytest.raises(st.StoreError, match=r"labels must lie in \[0, num_classes=3\)"):
         st.create_or_open(tmp_path / "other", _spec(), keep, labels + 5)
     assert not (tmp_path / "other" / "zarr.json").exists()
+
+
+# -- optional arrays ---------------------------------------------------------------------------
+
+_LABEL_ARRAYS = ("canary", "private_labels", "train_labels")
+
+
+def _label_arrays(seed=0):
+    rng = np.random.default_rng(seed)
+    canary = np.zeros(N, bool)
+    canary[[1, 4]] = True
+    private = np.tile(rng.integers(0, C, N), (M, 1))
+    private[:, canary] = rng.integers(0, C, (M, 2))
+    train = np.where(rng.random((M, N)) < 0.3, (private + 1) % C, private)
+    return {"canary": canary, "private_labels": private, "train_labels": train}
+
+
+def _label_spec(**kw):
+    return st.StoreSpec(
+        M, N, A, C, ("identity", "hflip"), {"seed": 0}, optional_arrays=_LABEL_ARRAYS, **kw
+    )
+
+
+def test_label_arrays_round_trip_and_are_checked_on_reopen(tmp_path):
+    keep, labels = _keep_labels()
+    arrays = _label_arrays()
+    s = st.create_or_open(tmp_path / "s", _label_spec(), keep, labels, arrays=arrays)
+    assert s.optional_arrays == ("canary", "private_labels", "train_labels")
+    s.write_block(0, _logits())
+    r = st.open_store(tmp_path / "s", complete=True)
+    np.testing.assert_array_equal(r.canary(), arrays["canary"])
+    np.testing.assert_array_equal(r.private_labels(), arrays["private_labels"])
+    np.testing.assert_array_equal(r.train_labels([4, 1]), arrays["train_labels"][[4, 1]])
+    np.testing.assert_array_equal(r.labels(), labels)  # the true labels stay as they were
+    r.verify()
+    # Readable without lira_jax, one model per chunk.
+    g = zarr.open_group(tmp_path / "s", mode="r")
+    np.testing.assert_array_equal(g["train_labels"][...], arrays["train_labels"])
+    assert g["private_labels"].chunks == (1, N) and g["canary"].dtype == bool
+    assert g.attrs["lira_jax"]["optional_arrays"] == list(_LABEL_ARRAYS)
+    # Reopening: same values are fine; different values, or another set of arrays, are not.
+    st.create_or_open(tmp_path / "s", _label_spec(), keep, labels, arrays=_label_arrays())
+    before = _snapshot(tmp_path / "s")
+    other = {**arrays, "train_labels": arrays["private_labels"]}
+    with pytest.raises(st.StoreMismatchError, match="different `train_labels`"):
+        st.create_or_open(tmp_path / "s", _label_spec(), keep, labels, arrays=other)
+    with pytest.raises(st.StoreMismatchError, match="optional_arrays"):
+        st.create_or_open(tmp_path / "s", _spec(), keep, labels)
+    assert _snapshot(tmp_path / "s") == before
+    # A store without them says how to get them.
+    plain = _create(tmp_path / "p")
+    assert not plain.has_array("canary")
+    with pytest.raises(st.StoreError, match="--num_canaries"):
+        plain.private_labels()
+
+
+def test_optional_array_specs_and_values_are_validated(tmp_path):
+    keep, labels = _keep_labels()
+    arrays = _label_arrays()
+    with pytest.raises(st.StoreError, match="unknown names"):
+        st.StoreSpec(M, N, A, C, ("a", "b"), {}, optional_arrays=("groupz",))
+    with pytest.raises(st.StoreError, match="without"):
+        st.StoreSpec(M, N, A, C, ("a", "b"), {}, optional_arrays=("canary",))
+    with pytest.raises(st.StoreError, match="num_test_examples"):
+        st.StoreSpec(M, N, A, C, ("a", "b"), {}, optional_arrays=("test_logits", "test_labels"))
+    with pytest.raises(st.StoreError, match=r"missing \['train_labels'\]"):
+        st.create_or_open(
+            tmp_path / "s",
+            _label_spec(),
+            keep,
+            labels,
+            arrays={k: v for k, v in arrays.items() if k != "train_labels"},
+        )
+    with pytest.raises(st.StoreError, match=r"private_labels .* must have shape \[6, 7\]"):
+        bad = {**arrays, "private_labels": arrays["private_labels"][:2]}
+        st.create_or_open(tmp_path / "s", _label_spec(), keep, labels, arrays=bad)
+    with pytest.raises(st.StoreError, match=r"train_labels must lie in \[0, num_classes=3\)"):
+        bad = {**arrays, "train_labels": arrays["train_labels"] + 3}
+        st.create_or_open(tmp_path / "s", _label_spec(), keep, labels, arrays=bad)
+    with pytest.raises(st.StoreError, match="not in the spec"):
+        st.create_or_open(tmp_path / "s", _spec(), keep, labels, arrays=arrays)
+    assert not (tmp_path / "s" / "zarr.json").exists()
+
+
+def test_verify_detects_damaged_creation_arrays(tmp_path):
+    keep, labels = _keep_labels()
+    s = st.create_or_open(tmp_path / "s", _label_spec(), keep, labels, arrays=_label_arrays())
+    s.write_block(0, _logits())
+    assert s.corrupt_arrays() == [] and s.corrupt_blocks() == []
+    handle = ts.open(st._array_spec(tmp_path / "s", "private_labels"), read=True, write=True)
+    handle.result()[3, 2].write((int(_label_arrays()["private_labels"][3, 2]) + 1) % C).result()
+    handle = ts.open(st._array_spec(tmp_path / "s", "keep"), read=True, write=True).result()
+    handle[0, 0].write(not bool(keep[0, 0])).result()
+    assert st.open_store(tmp_path / "s").corrupt_arrays() == [
+        ("keep", "sha256 differs"),
+        ("private_labels", "sha256 differs"),
+    ]
+    with pytest.raises(st.StoreError, match=r"keep \(sha256 differs\), private_labels"):
+        st.open_store(tmp_path / "s").verify()
+
+
+def _as_older_format(path: Path) -> None:
+    """Rewrites a store's metadata as the format-1 stores written before optional arrays had
+    a table (no `optional_arrays`, no `array_sha256`); arrays and records are unchanged."""
+    group = json.loads((path / "zarr.json").read_text())
+    meta = group["attributes"]["lira_jax"]
+    for key in ("optional_arrays", "array_sha256"):
+        meta.pop(key)
+    (path / "zarr.json").write_text(json.dumps(group))
+
+
+@pytest.mark.parametrize("num_test", [0, 4])
+def test_older_stores_open_unchanged(tmp_path, num_test):
+    keep, labels = _keep_labels()
+    spec = st.StoreSpec(M, N, A, C, ("identity", "hflip"), {"seed": 0}, num_test_examples=num_test)
+    test_labels = np.array([0, 1, 2, 0]) if num_test else None
+    s = st.create_or_open(tmp_path / "s", spec, keep, labels, test_labels=test_labels)
+    test = np.random.default_rng(2).normal(size=(M, 4, C)).astype(np.float32)
+    s.write_block(0, _logits(), test_logits=test if num_test else None)
+    _as_older_format(tmp_path / "s")
+    before = _snapshot(tmp_path / "s")
+    old = st.open_store(tmp_path / "s", complete=True)
+    assert old.optional_arrays == (("test_labels", "test_logits") if num_test else ())
+    np.testing.assert_array_equal(old.read_logits(), _logits())
+    if num_test:
+        np.testing.assert_array_equal(old.read_test_logits(), test)
+        np.testing.assert_array_equal(old.test_labels(), test_labels)
+    old.verify()  # its records' checksums; no creation checksums to check
+    assert old.corrupt_arrays() == []
+    # The writer reopens it with the same spec (a resumed run of an older store).
+    again = st.create_or_open(tmp_path / "s", spec, keep, labels, test_labels=test_labels)
+    assert again.is_complete()
+    assert _snapshot(tmp_path / "s") == before
+
+
+def test_one_table_entry_is_a_whole_new_per_block_array(tmp_path, monkeypatch):
+    # An array declared only in the table is created, written per block with its checksum,
+    # verified and read, with no other change to the store.
+    entry = st.OptionalArray(
+        "margins",
+        group="margins",
+        shape=lambda d: (d.m, d.n),
+        dtype="float32",
+        kind="logits",
+        per_block=True,
+        description="margins",
+        hint="n/a",
+    )
+    monkeypatch.setitem(st.OPTIONAL_ARRAYS, "margins", entry)
+    keep, labels = _keep_labels()
+    spec = st.StoreSpec(M, N, A, C, ("a", "b"), {}, optional_arrays=("margins",))
+    s = st.create_or_open(tmp_path / "s", spec, keep, labels)
+    margins = np.random.default_rng(3).normal(size=(M, N)).astype(np.float32)
+    with pytest.raises(st.StoreError, match=r"exactly the store's per-block arrays \['margins'\]"):
+        s.write_block(0, _logits()[:2])
+    s.write_block(0, _logits()[:2], arrays={"margins": margins[:2]})
+    s.write_block(2, _logits()[2:], arrays={"margins": margins[2:]})
+    assert "margins_sha256" in s.records()[0]
+    np.testing.assert_array_equal(s.read_array("margins", [5, 0]), margins[[5, 0]])
+    s.verify()
+    ts.open(st._array_spec(tmp_path / "s", "margins"), read=True, write=True).result()[4, 1].write(
+        7.0
+    ).result()
+    assert s.corrupt_blocks() == [(2, 6, "margins sha256 differs")]

@@ -55,6 +55,17 @@ DATASET_DEFAULTS: dict[str, dict] = {
     "svhn_cropped": dict(
         _COMMON, arch="cnn64", epochs=30, batch_size=256, augment_shift=2, queries="cross1"
     ),
+    # Tabular (456 train x 30 features): no shifts or mirrors, the identity query only.
+    "breast_cancer": dict(
+        _COMMON,
+        arch="mlp",
+        epochs=60,
+        batch_size=32,
+        learning_rate=0.05,
+        weight_decay=0.0,
+        augment_shift=0,
+        queries="identity",
+    ),
 }
 
 

@@ -1,5 +1,7 @@
-"""Membership-inference attacks on per-model signals, and their leave-one-out evaluation."""
+"""Membership-inference attacks on per-model signals, and their leave-one-out evaluation;
+`blia`: passive label inference on binary classifiers and the label-DP audit."""
 
+from lira_jax.attacks import blia
 from lira_jax.attacks.bank import (
     AttackOutput,
     AttackUndefined,
@@ -36,6 +38,7 @@ __all__ = [
     "AttackOutput",
     "AttackUndefined",
     "SignalBank",
+    "blia",
     "evaluate_attacks",
     "evaluate_logits",
     "evaluate_signals",

@@ -82,20 +82,25 @@ def _row_mask(in_mask: np.ndarray, n0: int, n1: int, per_example: int) -> np.nda
     return np.repeat(np.asarray(in_mask[:, n0:n1]).T, per_example, axis=0)
 
 
-def sort_groups(values: np.ndarray, in_mask: np.ndarray) -> tuple[SortedGroup, SortedGroup]:
-    """Sorts each column's IN and OUT values.
+def sort_groups(
+    values: np.ndarray, in_mask: np.ndarray, out_mask: np.ndarray | None = None
+) -> tuple[SortedGroup, SortedGroup]:
+    """Sorts each column's IN values and OUT values.
 
     Args:
       values: [M, N] or [M, N, A] signal of every model.
-      in_mask: [M, N] bool, True where model m trained on example n (the IN group).
+      in_mask: [M, N] bool, True where model m's value belongs to the IN group.
+      out_mask: [M, N] bool, the OUT group; default ~in_mask (every model in one group).
 
     Returns:
       (IN, OUT) `SortedGroup`s with R = N·A rows.
     """
+    in_mask = np.asarray(in_mask, dtype=bool)
+    out_mask = ~in_mask if out_mask is None else np.asarray(out_mask, dtype=bool)
     num_models, num_examples = in_mask.shape
     per_example = int(np.prod(values.shape[2:], dtype=np.int64))
     count_in = np.repeat(in_mask.sum(axis=0), per_example).astype(np.int64)
-    count_out = num_models - count_in
+    count_out = np.repeat(out_mask.sum(axis=0), per_example).astype(np.int64)
     rows = num_examples * per_example
     width_in = int(count_in.max(initial=0))
     width_out = int(count_out.max(initial=0))
@@ -105,10 +110,10 @@ def sort_groups(values: np.ndarray, in_mask: np.ndarray) -> tuple[SortedGroup, S
     for n0 in range(0, num_examples, step):
         n1 = min(num_examples, n0 + step)
         cols = _columns(values, n0, n1)
-        mask = _row_mask(in_mask, n0, n1, per_example)
         r0, r1 = n0 * per_example, n1 * per_example
-        sorted_in[r0:r1] = np.sort(np.where(mask, cols, np.nan), axis=1)[:, :width_in]
-        sorted_out[r0:r1] = np.sort(np.where(mask, np.nan, cols), axis=1)[:, :width_out]
+        for mask, out, width in ((in_mask, sorted_in, width_in), (out_mask, sorted_out, width_out)):
+            rows_mask = _row_mask(mask, n0, n1, per_example)
+            out[r0:r1] = np.sort(np.where(rows_mask, cols, np.nan), axis=1)[:, :width]
     return SortedGroup(sorted_in, count_in), SortedGroup(sorted_out, count_out)
 
 

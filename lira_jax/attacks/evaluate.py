@@ -53,7 +53,12 @@ __all__ = [
 ]
 
 AttackFn = Callable[..., AttackOutput]
-"""fn(bank: SignalBank, targets: [T] int, **options) -> AttackOutput (scores [T, N])."""
+"""fn(bank: SignalBank, targets: [T] int, *, seed: int, **options) -> AttackOutput (scores
+[T, N]). `seed` (the evaluation's seed) chooses the equal-size shadow sets
+(`shadow_sets`) and any other randomness; an attack that needs none takes it and ignores it.
+Every attack that fits statistics or models on shadow models must give each (target,
+example) IN and OUT shadow sets whose sizes do not depend on the target's membership of
+that example: `tests/test_null_calibration.py` checks every registered attack."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +107,7 @@ ATTACKS: dict[str, Attack] = {
     "rmia_offline": Attack(
         functools.partial(rmia_attack, online=False),
         ("p_y",),
-        "RMIA offline, OUT reference models, a = 0.3",
+        "RMIA offline, OUT reference models, a = 0.3 (or 'auto')",
     ),
     "song": Attack(
         song_attack, ("mentr", "labels"), "modified entropy, class thresholds (Song & Mittal 2021)"
@@ -167,8 +172,10 @@ def _group_masks(
     groups: np.ndarray | None,
     group_names: Sequence[str] | Mapping[int, str] | None,
     num_examples: int,
+    num_targets: int,
 ) -> dict[str, np.ndarray]:
-    """name -> [N] bool mask of the group's examples (empty dict without groups)."""
+    """name -> [T, N] bool mask of the group's (target, example) pairs (empty dict without
+    groups); groups of shape [N] apply to every target alike."""
     if groups is None:
         if group_names is not None:
             raise ValueError(
@@ -177,11 +184,13 @@ def _group_masks(
             )
         return {}
     groups = np.asarray(groups)
-    if groups.shape != (num_examples,) or not np.issubdtype(groups.dtype, np.integer):
+    shapes = ((num_examples,), (num_targets, num_examples))
+    if groups.shape not in shapes or not np.issubdtype(groups.dtype, np.integer):
         raise ValueError(
-            f"groups must be an int array of shape [N]=({num_examples},), got "
-            f"{groups.dtype} {groups.shape}."
+            f"groups must be an int array of shape [N]=({num_examples},) or, per target, "
+            f"[T, N]=({num_targets}, {num_examples}); got {groups.dtype} {groups.shape}."
         )
+    groups = np.broadcast_to(groups, shapes[1])
     if group_names is None:
         names = {int(g): f"group_{int(g)}" for g in np.unique(groups)}
     elif isinstance(group_names, Mapping):
@@ -217,7 +226,8 @@ def _metrics(
     num_pos = int(truth.sum())
     if num_pos == 0 or num_pos == truth.size:
         reason = f"{num_pos} members and {truth.size - num_pos} non-members: the ROC needs both."
-        return {"undefined": True, "reason": reason}, None
+        counts = {"num_positives": num_pos, "num_negatives": int(truth.size - num_pos)}
+        return {"undefined": True, "reason": reason, **counts}, None
     curve = metrics.roc_curve(scores, truth)
     out = metrics.summarize_curve(*curve, num_pos, truth.size - num_pos, fpr_levels)
     if decisions is not None:
@@ -260,13 +270,17 @@ def evaluate_signals(
       attack_names: names accepted by `resolve_attacks`; "all" = every attack the bank's
         signals support.
       num_targets: models 0 .. num_targets-1 serve in turn as the target.
-      groups: optional [N] int group id of every example; adds per-group metrics.
+      groups: optional [N] int group id of every example, or [T, N] one per target (e.g.
+        memorization buckets estimated from each target's own shadow sets, so that a
+        target's outputs never decide which group its examples fall in); adds per-group
+        metrics ("num_examples" is then the mean number of examples per target).
       group_names: names of the group ids: a sequence (id i -> group_names[i]) or a
         mapping {id: name}; default "group_<id>". Every id in `groups` needs a name; a
         named group without examples is reported as undefined.
       num_bootstrap: resamples of the examples for the intervals (0: no intervals). Cost
         O(num_bootstrap · num_targets · N) per attack and group (~50 ns per element).
-      seed: bootstrap seed.
+      seed: seed of the bootstrap and of every attack (its `seed` argument: shadow sets,
+        sampling, attack models), unless `attack_options` gives the attack its own.
       level: confidence level of the intervals.
       fpr_levels: FPR levels of the TPR metrics.
       attack_options: {attack name: keyword arguments for its function}, e.g.
@@ -289,7 +303,8 @@ def evaluate_signals(
     stray = sorted(set(options) - set(names))
     if stray:
         raise ValueError(f"attack_options given for attack(s) {stray} that are not being run.")
-    masks = _group_masks(groups, group_names, bank.num_examples)
+    masks = _group_masks(groups, group_names, bank.num_examples, num_targets)
+    per_target_groups = groups is not None and np.ndim(groups) == 2
     targets = np.arange(num_targets)
     truth = bank.keep[targets].ravel()
     if truth.all() or not truth.any():
@@ -305,7 +320,7 @@ def evaluate_signals(
         start = time.perf_counter()
         base = {"num_targets": int(num_targets), "num_examples": int(bank.num_examples)}
         try:
-            output = ATTACKS[name].fn(bank, targets, **options.get(name, {}))
+            output = ATTACKS[name].fn(bank, targets, **{"seed": seed, **options.get(name, {})})
             scores = np.asarray(output.scores, dtype=np.float64)
             if scores.shape != (num_targets, bank.num_examples):
                 raise RuntimeError(
@@ -335,10 +350,12 @@ def evaluate_signals(
                     res["groups"][group] = {
                         "undefined": True,
                         "reason": "no example belongs to this group",
+                        "num_positives": 0,
+                        "num_negatives": 0,
                         "num_examples": 0,
                     }
                     continue
-                sel = np.tile(mask, num_targets)
+                sel = mask.ravel()
                 sub, _ = _metrics(
                     pooled[sel],
                     truth[sel],
@@ -346,7 +363,8 @@ def evaluate_signals(
                     None if decisions is None else decisions[sel],
                     **settings,
                 )
-                res["groups"][group] = {**sub, "num_examples": int(mask.sum())}
+                count = float(mask.sum() / num_targets) if per_target_groups else int(mask[0].sum())
+                res["groups"][group] = {**sub, "num_examples": count}
         res["seconds"] = round(time.perf_counter() - start, 3)
         results[name] = res
         curves[name] = curve

@@ -26,6 +26,8 @@ the standard deviation from masked sums.
   * 1e-30 is added to every σ so that an example whose shadows agree exactly gives a
     finite, very confident score rather than NaN.
 
+The global-threshold baseline scores the target's own φ and uses no shadow model.
+
 Examples that no shadow model trained on (online) or that every shadow model trained on
 are an error (`AttackUndefined`), not a NaN score; so are, for the per-example-σ
 variants, examples with a single IN (online) or OUT shadow model, whose σ would be 0
@@ -33,12 +35,21 @@ and whose scores ±1e60 would make the ROC meaningless (with 4 models, per-examp
 gave AUC 0.0). More shadow models, a pkeep nearer 0.5, or a fixed-variance variant fixes
 them.
 
-Leave-one-model-out (`lira_attack`): the medians and standard deviations of all M models
-are summarised once (`lira_jax.attacks._loo`) and each target's own value is removed from
-them, so T targets cost one sort of [M, N, A] plus O(T·N·A), not T sorts. The four
-variants share these statistics: the first variant asked for computes all four for the
-requested targets and caches them on the bank. Results equal `lira_scores` called with
-the other M − 1 models as shadows (up to float rounding of the variance update).
+Leave-one-model-out (`lira_attack`): target t is scored against shadow sets whose sizes do
+not depend on its membership (`lira_jax.attacks.shadow_sets`): for a balanced mask, every
+model but t and, per example, one more model dropped from the group t is not in, so each
+example has count_in − 1 IN and count_out − 1 OUT shadows (with the unequal counts of
+plain leave-one-out, LiRA online scored AUC 0.47 instead of 0.5 on stores without any
+membership signal at 16 models). Offline variants use the same OUT sets. The medians
+and standard deviations of all M models are summarised once (`lira_jax.attacks._loo`)
+and, per target and example, the one value each group loses is taken out (the target's
+own, or the dropped model's), so T targets cost one sort of [M, N, A] plus O(T·N·A), not
+T sorts. The pooled σ of the fixed-variance variants leaves out everything the target's
+groups lose over all examples, not just over the block being scored. The four variants
+share these statistics: the first variant asked for computes all four for the requested
+targets and caches them on the bank. Results equal `lira_scores` called with the same
+shadow sets (`shadow_mask`), up to float rounding of the variance update. An unbalanced
+mask (not what stores hold) is handled one target at a time from its shadow mask.
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ import dataclasses
 import numpy as np
 import scipy.special
 
-from lira_jax.attacks import _loo
+from lira_jax.attacks import _loo, shadow_sets
 from lira_jax.attacks.bank import AttackOutput, AttackUndefined, SignalBank
 
 __all__ = ["global_threshold_attack", "global_threshold_scores", "lira_attack", "lira_scores"]
@@ -105,21 +116,27 @@ class _Summary:
         )
 
 
-def _summarize(phi: np.ndarray, keep: np.ndarray) -> _Summary:
+def _summarize(phi: np.ndarray, keep: np.ndarray, use: np.ndarray | None = None) -> _Summary:
     """Order statistics and moments of the IN and OUT φ of every column, in chunks of
-    examples so that the sorted copies never exceed `_CHUNK_ELEMENTS` values each."""
+    examples so that the sorted copies never exceed `_CHUNK_ELEMENTS` values each.
+
+    Args:
+      phi: [M, N, A] φ.
+      keep: [M, N] bool membership.
+      use: [M, N] bool, which models count for each example (default: all).
+    """
     num_models, num_examples, num_queries = phi.shape
-    mask = keep[..., None]
+    in_mask, out_mask = (keep, ~keep) if use is None else (keep & use, ~keep & use)
     centers = []
-    for group in (mask, ~mask):
+    for group in (in_mask, out_mask):
         count = int(group.sum()) * num_queries
-        centers.append(float(np.sum(phi, where=group)) / max(count, 1))
+        centers.append(float(np.sum(phi, where=group[..., None])) / max(count, 1))
     parts = {"in": [], "out": []}
     pooled = {"in": np.zeros(3), "out": np.zeros(3)}  # count, Σ(v − c), Σ(v − c)²
     step = max(1, _CHUNK_ELEMENTS // (num_models * num_queries))
     for n0 in range(0, num_examples, step):
         n1 = min(num_examples, n0 + step)
-        groups = _loo.sort_groups(phi[:, n0:n1], keep[:, n0:n1])
+        groups = _loo.sort_groups(phi[:, n0:n1], in_mask[:, n0:n1], out_mask[:, n0:n1])
         for name, group, center in zip(("in", "out"), groups, centers, strict=True):
             parts[name].append((_loo.order_stats(group), _loo.group_moments(group)))
             dev = group.values - center
@@ -174,6 +191,60 @@ def _coverage_error(
     return None
 
 
+def _removal(
+    phi: np.ndarray, rows: np.ndarray, drop: np.ndarray, target_in: np.ndarray, n0: int, n1: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The value each target's IN group and OUT group lose on examples n0:n1.
+
+    A target's own value leaves its group; the dropped model's value (`shadow_sets`)
+    leaves the other group, so each group loses one value whenever it has one to lose.
+
+    Args:
+      phi: [M, N, A] φ of every model.
+      rows: [t] the targets' rows in phi.
+      drop: [t, N] dropped model per (target, example), −1 for none.
+      target_in: [t, N] bool membership of the targets.
+      n0, n1: the example range.
+
+    Returns:
+      (v_in [t, n, A], r_in [t, n], v_out [t, n, A], r_out [t, n]): the removed values and
+      whether a value is removed from that group.
+    """
+    own = phi[rows, n0:n1]
+    d = drop[:, n0:n1]
+    has = d >= 0
+    dropped = phi[np.where(has, d, 0), np.arange(n0, n1)[None, :]]
+    tin = target_in[:, n0:n1]
+    v_in = np.where(tin[..., None], own, dropped)
+    v_out = np.where(tin[..., None], dropped, own)
+    return v_in, tin | has, v_out, ~tin | has
+
+
+def _removed_pooled(summary: _Summary, phi, rows, drop, target_in) -> tuple[np.ndarray, np.ndarray]:
+    """Per target, the count and centered sums of every value its groups lose, over ALL
+    examples and queries (what the pooled, fixed-variance σ must leave out).
+
+    Returns:
+      (in, out), each [T, 3]: count, Σ(v − center), Σ(v − center)².
+    """
+    num_queries = phi.shape[2]
+    sums = {"in": np.zeros((rows.size, 3)), "out": np.zeros((rows.size, 3))}
+    step = max(1, _BLOCK_ELEMENTS * 16 // num_queries)
+    for i in range(rows.size):
+        for n0 in range(0, phi.shape[1], step):
+            n1 = min(phi.shape[1], n0 + step)
+            v_in, r_in, v_out, r_out = _removal(
+                phi, rows[i : i + 1], drop[i : i + 1], target_in[i : i + 1], n0, n1
+            )
+            for name, v, r, pooled in (
+                ("in", v_in, r_in, summary.pooled_in),
+                ("out", v_out, r_out, summary.pooled_out),
+            ):
+                dev = np.where(r[..., None], v - pooled.center, 0.0)
+                sums[name][i] += [r.sum() * num_queries, dev.sum(), (dev * dev).sum()]
+    return sums["in"], sums["out"]
+
+
 def _lira_blocks(
     summary: _Summary,
     phi: np.ndarray,
@@ -181,17 +252,21 @@ def _lira_blocks(
     target_in: np.ndarray,
     targets,
     variants,
+    drop: np.ndarray | None = None,
 ) -> dict:
     """LiRA scores of T targets, computed in cache-sized blocks of (examples, targets).
 
     Args:
       summary: statistics of the shadow models (plus the targets if `rows_of` is given).
       phi: [M, N, A] φ array holding the targets' rows.
-      rows_of: [T] row of each target in `phi`; the targets are then removed from the
-        summary (leave-one-out). None: phi holds only the (external) targets, not removed.
+      rows_of: [T] row of each target in `phi`; each target and its dropped models
+        (`drop`) are then removed from the summary (leave-one-out). None: phi holds only
+        the (external) targets and the summary is used whole.
       target_in: [T, N] bool, whether each target trained on each example.
-      targets: [T] model indices for messages (None for an external target).
+      targets: [T] model indices for messages (None for an unnamed external target).
       variants: (online, fix_variance) pairs wanted.
+      drop: [T, N] the extra model each target drops from the other group
+        (`shadow_sets.equalizing_drop`); required with `rows_of`.
 
     Returns:
       (online, fix_variance) -> [T, N] scores, or the AttackUndefined to raise.
@@ -199,10 +274,14 @@ def _lira_blocks(
     num_targets, num_examples = target_in.shape
     num_queries = phi.shape[2]
     removes = rows_of is not None
-    a_count = summary.moments_in.count[::num_queries]
-    b_count = summary.moments_out.count[::num_queries]
-    out_left = b_count[None] - (~target_in & removes)
-    in_left = a_count[None] - (target_in & removes)
+    a_count = summary.moments_in.count[::num_queries][None]
+    b_count = summary.moments_out.count[::num_queries][None]
+    if removes:
+        has = drop >= 0
+        in_left, out_left = a_count - (target_in | has), b_count - (~target_in | has)
+    else:
+        in_left = np.broadcast_to(a_count, target_in.shape)
+        out_left = np.broadcast_to(b_count, target_in.shape)
     out = {}
     for online, fixed in variants:
         error = _coverage_error(out_left, "OUT", targets, not fixed)
@@ -213,59 +292,79 @@ def _lira_blocks(
     if not todo:
         return out
     rows_of = np.arange(num_targets) if rows_of is None else rows_of
+    pooled_in = pooled_out = np.zeros((num_targets, 3))
+    if removes and any(fixed for _, fixed in todo):
+        pooled_in, pooled_out = _removed_pooled(summary, phi, rows_of, drop, target_in)
     t_step = min(num_targets, 32)
     n_step = max(1, _BLOCK_ELEMENTS // (t_step * num_queries))
     for t0 in range(0, num_targets, t_step):
         t1 = min(num_targets, t0 + t_step)
         for n0 in range(0, num_examples, n_step):
             n1 = min(num_examples, n0 + n_step)
-            # [t, n, A] -> rows (example, query) x targets.
-            values = phi[rows_of[t0:t1], n0:n1].reshape(t1 - t0, -1).T
-            is_in = np.repeat(target_in[t0:t1, n0:n1].T, num_queries, axis=0)
+
+            def columns(x, count=t1 - t0):
+                """[t, n, A] -> rows (example, query) x targets; [t, n] -> repeated."""
+                if x.ndim == 2:
+                    return np.repeat(x.T, num_queries, axis=0)
+                return x.reshape(count, -1).T
+
+            values = columns(phi[rows_of[t0:t1], n0:n1])
+            if removes:
+                removal = _removal(phi, rows_of[t0:t1], drop[t0:t1], target_in[t0:t1], n0, n1)
+                v_in, r_in, v_out, r_out = (columns(x) for x in removal)
+            else:
+                v_in = v_out = values
+                r_in = r_out = np.zeros(values.shape, bool)
             block = summary.rows(slice(n0 * num_queries, n1 * num_queries))
-            per_query = _lira_columns(block, values, is_in, removes, todo)
+            per_query = _lira_columns(
+                block,
+                values,
+                (v_in, r_in, pooled_in[t0:t1]),
+                (v_out, r_out, pooled_out[t0:t1]),
+                todo,
+            )
             for v, res in per_query.items():
                 out[v][t0:t1, n0:n1] = res.T.reshape(t1 - t0, n1 - n0, num_queries).mean(-1)
     return out
 
 
 def _lira_columns(
-    summary: _Summary, values: np.ndarray, is_in: np.ndarray, removes: bool, variants
+    summary: _Summary, values: np.ndarray, removed_in: tuple, removed_out: tuple, variants
 ) -> dict:
     """Per-column LiRA statistics of Q targets.
 
     Args:
-      summary: statistics of the models that serve as shadows (plus the targets if
-        `removes`).
+      summary: statistics of the models that serve as shadows, before removals.
       values: [R, Q] φ of the targets.
-      is_in: [R, Q] bool, whether the target trained on the column's example.
-      removes: whether the targets are among the summarised models (leave-one-out).
+      removed_in, removed_out: for each group, (values [R, Q] removed from each column,
+        [R, Q] bool whether one is removed, [Q, 3] count and centered sums of everything
+        the group loses over all columns, for the pooled σ).
       variants: (online, fix_variance) pairs wanted; the groups they use must be non-empty
-        in every column once the targets are removed (checked by `_lira_blocks`).
+        in every column once the values are removed (checked by `_lira_blocks`).
 
     Returns:
       (online, fix_variance) -> [R, Q] per-query score.
     """
-    removed_in = is_in & removes
-    removed_out = ~is_in & removes
-    mu_out = _loo.loo_median(summary.stats_out, values, removed_out)
-    if any(online for online, _ in variants):
-        mu_in = _loo.loo_median(summary.stats_in, values, removed_in)
+    groups = {
+        True: (summary.stats_in, summary.moments_in, summary.pooled_in, *removed_in),
+        False: (summary.stats_out, summary.moments_out, summary.pooled_out, *removed_out),
+    }
 
-    def sigma(online: bool, fixed: bool):
-        """σ (+ eps) of the OUT (online=False) or IN group: [Q] if fixed, else [R, Q]."""
-        moments, stats, pooled, removed = (
-            (summary.moments_in, summary.stats_in, summary.pooled_in, removed_in)
-            if online
-            else (summary.moments_out, summary.stats_out, summary.pooled_out, removed_out)
-        )
+    def median(is_in: bool):
+        stats, _, _, v, r, _ = groups[is_in]
+        return _loo.loo_median(stats, v, r)
+
+    def sigma(is_in: bool, fixed: bool):
+        """σ (+ eps) of the IN or OUT group: [Q] if fixed, else [R, Q]."""
+        stats, moments, pooled, v, r, lost = groups[is_in]
         if fixed:
-            dev = np.where(removed, values - pooled.center, 0.0)
-            var = pooled.loo_var(removed.sum(axis=0), dev.sum(axis=0), (dev * dev).sum(axis=0))
+            var = pooled.loo_var(lost[:, 0], lost[:, 1], lost[:, 2])
         else:
-            var = _loo.loo_moments(moments, values, removed, stats)[2]
+            var = _loo.loo_moments(moments, v, r, stats)[2]
         return np.sqrt(var) + _SIGMA_EPS
 
+    mu_out = median(False)
+    mu_in = median(True) if any(online for online, _ in variants) else None
     out, sigmas = {}, {}
     for online, fixed in variants:
         if (False, fixed) not in sigmas:
@@ -290,6 +389,7 @@ def lira_scores(
     *,
     online: bool = True,
     fix_variance: bool = False,
+    shadow_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """LiRA membership scores of one target model against explicit shadow models.
 
@@ -300,6 +400,8 @@ def lira_scores(
       online: use both IN and OUT Gaussians (likelihood ratio); otherwise the one-sided
         test against the OUT Gaussian only.
       fix_variance: one global σ per distribution instead of a per-example σ.
+      shadow_mask: [S, N] bool, whether shadow s is used for example n (default: every
+        shadow for every example). The pooled σ of `fix_variance` pools the used values.
 
     Returns:
       [N] float64 scores, higher = more likely a member of the target's training set.
@@ -318,11 +420,18 @@ def lira_scores(
         )
     if keep.shape != shadow_phi.shape[:2]:
         raise ValueError(f"shadow_keep.shape={keep.shape} must be [S, N]={shadow_phi.shape[:2]}.")
+    if shadow_mask is not None:
+        shadow_mask = np.asarray(shadow_mask)
+        if shadow_mask.dtype != bool or shadow_mask.shape != keep.shape:
+            raise ValueError(
+                f"shadow_mask must be a bool [S, N]={keep.shape} array, got "
+                f"{shadow_mask.dtype} {shadow_mask.shape}."
+            )
     if np.isnan(target_phi).any() or np.isnan(shadow_phi).any():
         raise ValueError("target_phi / shadow_phi contain NaN; check the stored logits.")
     variant = (online, fix_variance)
     result = _lira_blocks(
-        _summarize(shadow_phi, keep),
+        _summarize(shadow_phi, keep, shadow_mask),
         target_phi[None],
         None,
         np.zeros((1, target_phi.shape[0]), bool),
@@ -335,35 +444,64 @@ def lira_scores(
 
 
 def lira_attack(
-    bank: SignalBank, targets: np.ndarray, *, online: bool = True, fix_variance: bool = False
+    bank: SignalBank,
+    targets: np.ndarray,
+    *,
+    online: bool = True,
+    fix_variance: bool = False,
+    seed: int = 0,
 ) -> AttackOutput:
-    """Leave-one-model-out LiRA: each target against all other models of the bank.
+    """Leave-one-model-out LiRA: each target against equal-size IN/OUT shadow sets.
 
     Args:
       bank: a `SignalBank` with phi.
       targets: [T] target model indices.
       online: likelihood ratio of IN and OUT Gaussians, else the one-sided OUT test.
       fix_variance: one pooled σ per distribution instead of per-example σ.
+      seed: chooses the shadows each (target, example) drops to equalise its groups
+        (`shadow_sets`).
 
     Returns:
-      `AttackOutput` with scores [T, N] (equal to `lira_scores(phi[t], phi[others],
-      keep[others])` for each target t).
+      `AttackOutput` with scores [T, N], equal for each target t to
+      `lira_scores(phi[t], phi, keep, shadow_mask=shadow_sets.target_shadow_mask(keep, t,
+      seed))` (up to float rounding).
 
     Raises:
       AttackUndefined: if an example has no OUT (or, online, no IN) shadow model.
     """
     bank.require(["phi"], "lira")
     targets = bank.check_targets(targets)
-    key = ("lira_scores", targets.tobytes())
-    scores = bank.cached(key, lambda: _lira_all_variants(bank, targets))[online, fix_variance]
+    key = ("lira_scores", targets.tobytes(), int(seed))
+    scores = bank.cached(key, lambda: _lira_all_variants(bank, targets, seed))[online, fix_variance]
     if isinstance(scores, AttackUndefined):
         raise scores
     return AttackOutput(scores)
 
 
-def _lira_all_variants(bank: SignalBank, targets: np.ndarray) -> dict:
-    summary = bank.cached(("lira_summary",), lambda: _summarize(bank.phi, bank.keep))
-    return _lira_blocks(summary, bank.phi, targets, bank.keep[targets], targets, _VARIANTS)
+def _lira_all_variants(bank: SignalBank, targets: np.ndarray, seed: int) -> dict:
+    drop = shadow_sets.cached_drop(bank, targets, seed)
+    if drop is not None:  # Balanced mask: summarise once, remove one value per group.
+        summary = bank.cached(("lira_summary",), lambda: _summarize(bank.phi, bank.keep))
+        return _lira_blocks(
+            summary, bank.phi, targets, bank.keep[targets], targets, _VARIANTS, drop
+        )
+    # Any other mask: each target's own shadow sets, summarised one target at a time.
+    out = {v: np.empty((targets.size, bank.num_examples)) for v in _VARIANTS}
+    for i, use in enumerate(shadow_sets.target_shadow_masks(bank, targets, seed)):
+        one = _lira_blocks(
+            _summarize(bank.phi, bank.keep, use),
+            bank.phi[targets[i : i + 1]],
+            None,
+            bank.keep[targets[i : i + 1]],
+            targets[i : i + 1],
+            _VARIANTS,
+        )
+        for v, res in one.items():
+            if isinstance(out[v], AttackUndefined) or isinstance(res, AttackUndefined):
+                out[v] = out[v] if isinstance(out[v], AttackUndefined) else res
+            else:
+                out[v][i] = res[0]
+    return out
 
 
 def global_threshold_scores(target_phi: np.ndarray) -> np.ndarray:
@@ -381,16 +519,20 @@ def global_threshold_scores(target_phi: np.ndarray) -> np.ndarray:
     return target_phi.mean(axis=-1)
 
 
-def global_threshold_attack(bank: SignalBank, targets: np.ndarray) -> AttackOutput:
+def global_threshold_attack(
+    bank: SignalBank, targets: np.ndarray, *, seed: int = 0
+) -> AttackOutput:
     """`global_threshold_scores` of each target (ignores the shadow models).
 
     Args:
       bank: a `SignalBank` with phi.
       targets: [T] target model indices.
+      seed: unused (no shadow model is used).
 
     Returns:
       `AttackOutput` with scores [T, N].
     """
+    del seed
     bank.require(["phi"], "global_threshold")
     targets = bank.check_targets(targets)
     return AttackOutput(bank.phi[targets].mean(axis=-1))

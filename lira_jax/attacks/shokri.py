@@ -14,9 +14,15 @@ log-odds of IN (which orders examples like the IN probability but does not satur
     pairs drawn with replacement, half IN and half OUT, from the shadow models' examples
     of class c; drawn with `numpy.random.default_rng([seed, fold, class])`.
   * Leave-one-model-out at bounded cost: the targets are split into `num_folds`
-    contiguous folds (8 by default); the classifiers of a fold are trained on every model
+    contiguous folds (8 by default); the classifiers of a fold are trained on models
     outside the fold, so no target's own posteriors are in its attack model's training
     data. With at most `num_folds` targets this is exactly leave-one-out.
+  * Equal-size shadow sets: for a fold F, each example contributes count_in − |F| IN and
+    count_out − |F| OUT models (`shadow_sets.equalized_shadow_mask`: the fold's models and
+    then random others, from `seed`, are left out of each group). With every model outside
+    the fold, an example that the fold's targets trained on would bring fewer IN and more
+    OUT pairs, and a classifier that learns the example's shared difficulty would then
+    call the targets' members OUT (AUC 0.491 on stores without membership signal).
   * All folds × classes classifiers are trained at once, in one jitted `lax.scan` of
     minibatch Adam steps over arrays with a leading classifier axis (the vectorised form
     `jax.vmap` would give; written out so that each step is two batched matrix products,
@@ -36,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lira_jax.attacks import shadow_sets
 from lira_jax.attacks.bank import AttackOutput, AttackUndefined, SignalBank
 
 __all__ = ["shokri_attack"]
@@ -96,10 +103,13 @@ def _train(key, x, y, batches, learning_rate, *, hidden: int):
 
 
 def _training_set(
-    bank: SignalBank, excluded: np.ndarray, cols: np.ndarray, size: int, rng, c: int, fold: int
+    bank: SignalBank, use: np.ndarray, cols: np.ndarray, size: int, rng, c: int, fold: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`size` features [size, K] and labels (half IN, half OUT) for one class and fold."""
-    allowed = ~excluded[:, None]
+    """`size` features [size, K] and labels (half IN, half OUT) for one class and fold.
+
+    `use` [M, N] bool marks the (model, example) pairs the fold may train on.
+    """
+    allowed = use[:, cols]
     feats, labels = [], []
     for label, mask in ((1, bank.keep[:, cols]), (0, ~bank.keep[:, cols])):
         models, examples = np.nonzero(mask & allowed)
@@ -138,7 +148,8 @@ def shokri_attack(
       batch_size: minibatch size (at most max_train_per_class).
       learning_rate: Adam learning rate.
       num_folds: the targets are split into this many folds (see the module docstring).
-      seed: seed of the sampling, the minibatch order and the initial weights.
+      seed: seed of the shadow sets, the sampling, the minibatch order and the initial
+        weights.
 
     Returns:
       `AttackOutput` with scores [T, N] (log-odds of IN), threshold 0 (P(IN) >= ½), and
@@ -160,11 +171,10 @@ def shokri_attack(
 
     x, y = [], []
     for f, fold in enumerate(folds):
-        excluded = np.zeros(bank.num_models, bool)
-        excluded[fold] = True
+        use = shadow_sets.equalized_shadow_mask(bank.keep, fold, seed)
         for c, cols in zip(classes, class_cols, strict=True):
             rng = np.random.default_rng([seed, f, int(c)])
-            feats, labels = _training_set(bank, excluded, cols, max_train_per_class, rng, int(c), f)
+            feats, labels = _training_set(bank, use, cols, max_train_per_class, rng, int(c), f)
             x.append(feats)
             y.append(labels)
     num = len(x)

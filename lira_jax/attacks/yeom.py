@@ -7,7 +7,10 @@ models (every model except the target) on their own training examples (pooled ov
 models and examples), and return the rule "member iff ℓ ≤ τ" as the attack's operating
 point (`AttackOutput.threshold` = −τ), which the evaluation reports next to the ROC
 metrics. Computing τ for all targets costs one pass: the pooled sum minus each target's
-own row.
+own row. The ROC uses no shadow model at all, so there is no per-example IN/OUT count
+to equalise; τ pools the training losses of all shadows over all examples (a target's
+membership of one example changes the pool by one value in ~N·M/2, the same for members
+and non-members).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from lira_jax.attacks.bank import AttackOutput, AttackUndefined, SignalBank
 __all__ = ["yeom_attack"]
 
 
-def yeom_attack(bank: SignalBank, targets: np.ndarray) -> AttackOutput:
+def yeom_attack(bank: SignalBank, targets: np.ndarray, *, seed: int = 0) -> AttackOutput:
     """Loss-threshold scores of each target.
 
     Args:
       bank: a `SignalBank` (uses loss [M, N] and keep).
       targets: [T] target model indices.
+      seed: unused (the scores use no per-example shadow statistic).
 
     Returns:
       `AttackOutput` with scores −loss [T, N], threshold −τ [T, 1] (τ = the shadow models'
@@ -33,6 +37,7 @@ def yeom_attack(bank: SignalBank, targets: np.ndarray) -> AttackOutput:
     Raises:
       AttackUndefined: if no shadow model trained on any example (τ undefined).
     """
+    del seed
     bank.require(["loss"], "yeom")
     targets = bank.check_targets(targets)
     loss, keep = bank.loss, bank.keep

@@ -4,7 +4,9 @@ Design notes: both are shifts by reflect-padding and cropping, plus an optional
 horizontal mirror (only where the dataset's labels are mirror invariant). Train
 augmentation is a pure function of a JAX key, so it vmaps over models with a key
 per model. Queries are named `(mirror, dy, dx)` triples; their names go into the
-store so an analysis knows what each of the A logit slices is.
+store so an analysis knows what each of the A logit slices is. Tabular data (flat
+feature vectors) has neither: only the identity query, and no train augmentation
+(`check_tabular`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,28 @@ class Query(NamedTuple):
         return f"{'mirror' if self.mirror else 'id'}_dy{self.dy:+d}_dx{self.dx:+d}"
 
 
-def query_set(spec: str, mirror_ok: bool) -> tuple[Query, ...]:
+def check_tabular(queries: str, augment_shift: int, augment_mirror: bool) -> None:
+    """Refuses shifts and mirrors for tabular data (flat feature vectors).
+
+    Raises:
+      ValueError: naming the offending setting and the flag that fixes it.
+    """
+    bad = []
+    if queries != "identity":
+        bad.append(f"queries={queries!r} (use --queries=identity)")
+    if augment_shift:
+        bad.append(f"augment_shift={augment_shift} (use --augment_shift=0)")
+    if augment_mirror:
+        bad.append(f"augment_mirror={augment_mirror} (use --noaugment_mirror)")
+    if bad:
+        raise ValueError(
+            "Tabular data (flat feature vectors) has no pixels to shift or mirror: "
+            + "; ".join(bad)
+            + "."
+        )
+
+
+def query_set(spec: str, mirror_ok: bool, *, tabular: bool = False) -> tuple[Query, ...]:
     """The fixed query set by name.
 
     Args:
@@ -35,10 +58,16 @@ def query_set(spec: str, mirror_ok: bool) -> tuple[Query, ...]:
         ("shift1" gives the reference's 18 queries on CIFAR, 9 on digits);
         "crossK" for identity plus shifts with |dy|+|dx| <= K (no mirror).
       mirror_ok: whether mirrored queries are label preserving for the dataset.
+      tabular: the data are flat feature vectors: only "identity" is allowed.
 
     Returns:
       tuple of `Query`, identity first.
+
+    Raises:
+      ValueError: an unknown name, or a query other than identity for tabular data.
     """
+    if tabular:
+        check_tabular(spec, 0, False)
     mirrors = (False, True) if mirror_ok else (False,)
     if spec == "identity":
         return (Query(False, 0, 0),)

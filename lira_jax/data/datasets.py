@@ -7,7 +7,9 @@ then standardised with the training-pool mean/std per channel. Embedded
 datasets (scikit-learn's bundled `digits`) need no files; tfds datasets are read
 only from an already prepared `data_dir` (preparing them needs TensorFlow, a
 user-side step); Fashion-MNIST can also be read from gzip'd IDX files such as
-those of Debian's `dataset-fashion-mnist` package.
+those of Debian's `dataset-fashion-mnist` package. Tabular datasets (`breast_cancer`,
+scikit-learn's embedded 569 x 30 set) come back as [N, F] features standardised per
+feature; they have no augmentation and only the identity query (`Dataset.tabular`).
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ class Dataset:
 
     Attributes:
       name: registry name.
-      x_train: [N, H, W, C] float32, the membership pool the shadow models draw from.
+      x_train: [N, H, W, C] float32 images, or [N, F] float32 features for tabular data:
+        the membership pool the shadow models draw from.
       y_train: [N] int32.
-      x_test: [N_test, H, W, C] float32, never trained on (for accuracy).
+      x_test: [N_test, ...] float32, never trained on (for accuracy).
       y_test: [N_test] int32.
       num_classes: number of classes.
       mirror_ok: whether a horizontal flip preserves the label (natural images yes,
         digits no); decides the default train augmentation and query set.
+      task: the label task the dataset was restricted/relabelled to (`lira_jax.data.tasks`):
+        "all" for the dataset's own classes.
     """
 
     name: str
@@ -42,10 +47,17 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     mirror_ok: bool
+    task: str = "all"
 
     @property
     def image_shape(self) -> tuple[int, ...]:
+        """Shape of one example: [H, W, C] for images, [F] for tabular data."""
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def tabular(self) -> bool:
+        """Whether examples are flat feature vectors ([N, F]): no shifts, mirrors or crops."""
+        return self.x_train.ndim == 2
 
 
 class DatasetError(ValueError):
@@ -60,7 +72,7 @@ _TFDS_NAMES = {
     "cifar100": ("cifar100", True),
     "svhn_cropped": ("svhn_cropped", False),
 }
-_EMBEDDED = ("digits",)
+_EMBEDDED = ("digits", "breast_cancer")
 _IDX = ("fashion_mnist_idx",)
 # Where Debian's `dataset-fashion-mnist` puts the four .gz files (`dpkg -L
 # dataset-fashion-mnist`).
@@ -72,8 +84,11 @@ def dataset_names() -> tuple[str, ...]:
 
 
 def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = x_train.mean(axis=(0, 1, 2), keepdims=True)
-    std = x_train.std(axis=(0, 1, 2), keepdims=True) + 1e-6
+    """Standardises with the training pool's statistics per channel (images) or feature
+    (tabular): over every axis but the last."""
+    axes = tuple(range(x_train.ndim - 1))
+    mean = x_train.mean(axis=axes, keepdims=True)
+    std = x_train.std(axis=axes, keepdims=True) + 1e-6
     return ((x_train - mean) / std).astype(np.float32), ((x_test - mean) / std).astype(np.float32)
 
 
@@ -99,6 +114,20 @@ def _load_digits(num_test: int = 297):
     x = (bunch.images / 16.0).astype(np.float32)[..., None]  # [1797, 8, 8, 1]
     y = bunch.target.astype(np.int32)
     # A fixed split (seed 0) so every run and every process sees the same pool.
+    order = np.random.default_rng(0).permutation(len(y))
+    test, train = order[:num_test], order[num_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _load_breast_cancer(num_test: int = 113):
+    """scikit-learn's embedded Wisconsin breast cancer set: 569 x 30 features, 2 classes
+    (0 malignant, 1 benign). A fixed split (a permutation drawn with seed 0, whatever the run's
+    seed): 456 train / 113 test (about 20 %)."""
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    x = bunch.data.astype(np.float32)  # [569, 30]
+    y = bunch.target.astype(np.int32)
     order = np.random.default_rng(0).permutation(len(y))
     test, train = order[:num_test], order[num_test:]
     return x[train], y[train], x[test], y[test]
@@ -213,6 +242,9 @@ def load_dataset(name: str, data_dir: str | None = None, max_train: int | None =
     if name == "digits":
         x_tr, y_tr, x_te, y_te = _load_digits()
         return _finish(name, x_tr, y_tr, x_te, y_te, 10, False, max_train)
+    if name == "breast_cancer":
+        x_tr, y_tr, x_te, y_te = _load_breast_cancer()
+        return _finish(name, x_tr, y_tr, x_te, y_te, 2, False, max_train)
     if name == "fashion_mnist_idx":
         x_tr, y_tr, x_te, y_te = _load_idx_dir(data_dir)
         return _finish(name, x_tr, y_tr, x_te, y_te, 10, True, max_train)

@@ -1,4 +1,7 @@
-"""The models, chosen by name: small CNNs, a small ResNet, an MLP.
+"""The models, chosen by name: small CNNs, a small ResNet, an MLP, logistic regression.
+
+`mlp` and `logreg` flatten each example, so they take images [B, H, W, C] and tabular
+feature vectors [B, F] alike; the CNNs and the ResNet need images.
 
 All are stateless (no batch statistics), so a stack of M models is just a
 pytree with a leading models axis and `jax.vmap` needs nothing else.
@@ -71,6 +74,8 @@ class ResNet9(nn.Module):
 
 
 class MLP(nn.Module):
+    """ReLU MLP on the flattened example (images or feature vectors)."""
+
     num_classes: int
     hidden: Sequence[int] = (256, 256)
 
@@ -82,6 +87,17 @@ class MLP(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
+class LogReg(nn.Module):
+    """Multinomial logistic regression: one dense layer on the flattened example (for C = 2
+    the logit difference is the usual binary logistic regression's score)."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
+
+
 _ARCHS = {
     "cnn16": lambda c, impl: CNN(c, width=16, conv_impl=impl),
     "cnn32": lambda c, impl: CNN(c, width=32, conv_impl=impl),
@@ -89,15 +105,35 @@ _ARCHS = {
     "resnet9": lambda c, impl: ResNet9(c, width=64, conv_impl=impl),
     "resnet9_small": lambda c, impl: ResNet9(c, width=16, conv_impl=impl),
     "mlp": lambda c, impl: MLP(c),
+    "logreg": lambda c, impl: LogReg(c),
 }
+# Architectures that accept flat feature vectors (tabular data) as well as images.
+FLAT_INPUT_ARCHS = ("mlp", "logreg")
 
 
 def arch_names() -> tuple[str, ...]:
     return tuple(_ARCHS)
 
 
-def get_model(arch: str, num_classes: int, conv_impl: str = "auto") -> nn.Module:
-    """Builds a model by name; see `arch_names()`."""
+def get_model(
+    arch: str, num_classes: int, conv_impl: str = "auto", *, tabular: bool = False
+) -> nn.Module:
+    """Builds a model by name; see `arch_names()`.
+
+    Args:
+      arch: the architecture's name.
+      num_classes: number of logits.
+      conv_impl: convolution lowering (see `lira_jax.models.layers`).
+      tabular: the inputs are flat feature vectors; only `FLAT_INPUT_ARCHS` take them.
+
+    Raises:
+      ValueError: an unknown name, or an image-only architecture for tabular data.
+    """
     if arch not in _ARCHS:
         raise ValueError(f"Unknown arch {arch!r}. Known architectures: {', '.join(_ARCHS)}.")
+    if tabular and arch not in FLAT_INPUT_ARCHS:
+        raise ValueError(
+            f"arch={arch!r} needs images; tabular data (flat feature vectors) takes "
+            f"{' or '.join(FLAT_INPUT_ARCHS)}."
+        )
     return _ARCHS[arch](num_classes, resolve_conv_impl(conv_impl))

@@ -204,6 +204,7 @@ def plot_shadow_model_curves(
         color = f"C{i}"
         summary = _metric_summary(per_group[g], metric)
         n = result["groups"][g]["num_examples"]
+        n = f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
         ax.plot(ks, _floats(summary["median"]), marker="o", ms=3, color=color, label=f"{g} (n={n})")
         ax.fill_between(
             ks, _floats(summary["lo"]), _floats(summary["hi"]), color=color, alpha=0.2, lw=0

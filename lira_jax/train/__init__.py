@@ -1,7 +1,8 @@
-"""Training: the multi-model engine (sharded over local devices), logit queries, and the
-split of model ranges over devices and processes."""
+"""Training: the multi-model engine (sharded over local devices), logit queries, the split
+of model ranges over devices and processes, the run loop that fills a store (`run`), DP-SGD
+and its privacy accounting."""
 
-from lira_jax.train import sharding
+from lira_jax.train import accounting, dpsgd, run, sharding
 from lira_jax.train.engine import (
     BACKEND_DEFAULTS,
     COMPUTE_DTYPES,
@@ -16,35 +17,38 @@ from lira_jax.train.engine import (
 )
 from lira_jax.train.query import (
     QUERY_DEFAULTS,
-    BlockQueries,
     QueryLayout,
-    query_block,
+    QueryResult,
     query_conv_impl,
     query_layout,
     query_logits,
+    query_pass,
 )
 from lira_jax.train.sharding import initialize_distributed, models_mesh, process_share
 
 __all__ = [
     "BACKEND_DEFAULTS",
     "QUERY_DEFAULTS",
-    "BlockQueries",
+    "QueryResult",
     "QueryLayout",
     "COMPUTE_DTYPES",
     "Engine",
     "TrainConfig",
+    "accounting",
     "auto_models_per_step",
     "backend_defaults",
     "bytes_per_model",
+    "dpsgd",
     "epoch_batches",
     "initialize_distributed",
     "model_keys",
     "models_mesh",
     "process_share",
-    "query_block",
+    "query_pass",
     "query_conv_impl",
     "query_layout",
     "query_logits",
+    "run",
     "sharding",
     "steps_per_epoch",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lira_jax import failpoints
 from lira_jax.train.engine import tree_bytes
 
 PyTree = Any
@@ -109,6 +110,7 @@ class BlockCheckpointer:
         except Exception as e:  # orbax re-raises its writer threads' errors as they come
             self._abandon()
             return self._skipped(epoch, str(e).split("\n")[0][:300] or type(e).__name__)
+        failpoints.hit("checkpoint_saved")
         return True
 
     def _skipped(self, epoch: int, why: str) -> bool:

@@ -30,7 +30,14 @@ Design notes:
   for the forward and backward pass; params, optimizer state, the loss and its reduction
   stay float32 (the gradient of the cast returns float32 gradients). Queries always run
   in float32.
-- The dataset lives on the device once; batches are gathered from it.
+- The dataset lives on the device once; batches are gathered from it. Labels are per
+  model ([B, N] rows, sharded with the models): with canaries or label-DP every model trains
+  on its own labels (`lira_jax.data.membership.model_labels`); by default every row is the
+  dataset's labels.
+- DP-SGD (`TrainConfig.dp_noise_multiplier` set) is a separate code path
+  (`_dp_model_epoch`, `lira_jax.train.dpsgd`): Poisson-sampled batches with q =
+  1 / steps_per_epoch, per-example gradients clipped and noised; every step runs, empty or
+  not. With it off, plain training is exactly what it was.
 """
 
 from __future__ import annotations
@@ -52,8 +59,10 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lira_jax import failpoints
 from lira_jax.data import augment
 from lira_jax.models import get_model
+from lira_jax.train import dpsgd
 from lira_jax.train.sharding import MESH_AXIS, models_mesh, pad_models, padded_size
 
 PyTree = Any
@@ -118,6 +127,11 @@ class TrainConfig:
       conv_impl: "auto", "patches" or "lax" (see `lira_jax.models.layers`).
       compute_dtype: "float32" or "bfloat16" (mixed precision: float32 params and
         optimizer state, bfloat16 forward/backward). Changes the trained models.
+      dp_noise_multiplier: σ of DP-SGD (None: plain SGD); the noise's standard deviation is
+        σ·dp_clip_norm per coordinate.
+      dp_clip_norm: C, the L2 norm each example's gradient is clipped to (DP-SGD only).
+      dp_delta: δ the privacy spent is reported at (DP-SGD only; see
+        `lira_jax.train.accounting`).
     """
 
     arch: str
@@ -133,6 +147,14 @@ class TrainConfig:
     seed: int = 0
     conv_impl: str = "auto"
     compute_dtype: str = "float32"
+    dp_noise_multiplier: float | None = None
+    dp_clip_norm: float | None = None
+    dp_delta: float | None = None
+
+    @property
+    def dp(self) -> bool:
+        """Whether this is a DP-SGD run."""
+        return self.dp_noise_multiplier is not None
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "num_classes"):
@@ -146,6 +168,7 @@ class TrainConfig:
             raise ValueError(
                 f"compute_dtype={self.compute_dtype!r}; choose one of {COMPUTE_DTYPES}."
             )
+        dpsgd.check_dp_settings(self.dp_noise_multiplier, self.dp_clip_norm, self.dp_delta)
 
 
 def model_keys(seed: int, model_indices: np.ndarray, stream: int) -> jax.Array:
@@ -256,7 +279,12 @@ class Engine:
     ):
         config.validate()
         self.config = config
-        self.model: nn.Module = get_model(config.arch, config.num_classes, config.conv_impl)
+        tabular = np.ndim(x_train) == 2
+        if tabular:
+            augment.check_tabular("identity", config.augment_shift, config.augment_mirror)
+        self.model: nn.Module = get_model(
+            config.arch, config.num_classes, config.conv_impl, tabular=tabular
+        )
         self.steps = int(steps)
         self.mesh = models_mesh(devices)
         self.num_devices = self.mesh.devices.size
@@ -275,6 +303,9 @@ class Engine:
             optax.add_decayed_weights(config.weight_decay),
             optax.sgd(schedule, momentum=config.momentum),
         )
+        if config.dp:
+            self.dp_sampling_probability = dpsgd.sampling_probability(self.steps)
+            self.dp_max_batch = dpsgd.max_batch_size(config.batch_size)
         self._compiled: dict[int, jax.stages.Compiled] = {}
         models, rep = P(MESH_AXIS), P()
         # Init runs once per block: compile it fast rather than well (one model at a time,
@@ -294,7 +325,7 @@ class Engine:
             jax.shard_map(
                 self._local_epoch,
                 mesh=self.mesh,
-                in_specs=(models, models, models, models, rep, rep, rep),
+                in_specs=(models, models, models, models, models, rep, rep),
                 out_specs=models,
                 check_vma=False,  # no collectives: nothing to check
             )
@@ -315,8 +346,12 @@ class Engine:
         correct = (jnp.argmax(logits, -1) == y) * w
         return (ce * w).sum() / denom, correct.sum()
 
-    def _model_epoch(self, params, opt_state, data_key, keep_row, epoch, x_all, y_all):
-        """One epoch of one model. keep_row: [N] bool. Returns (params, opt_state, stats)."""
+    def _model_epoch(self, params, opt_state, data_key, keep_row, y_all, epoch, x_all):
+        """One epoch of one model. keep_row: [N] bool; y_all: [N] its labels.
+
+        Returns (params, opt_state, stats)."""
+        if self.config.dp:
+            return self._dp_model_epoch(params, opt_state, data_key, keep_row, y_all, epoch, x_all)
         cfg = self.config
         idx, weight, aug_key = epoch_batches(data_key, keep_row, epoch, self.steps, cfg.batch_size)
 
@@ -352,10 +387,59 @@ class Engine:
         seen = jnp.maximum(weight.sum(), 1.0)
         return params, opt_state, {"loss": loss_sums.sum() / seen, "accuracy": correct.sum() / seen}
 
-    def _local_epoch(self, params, opt_state, data_keys, keep_rows, epoch, x_all, y_all):
+    # -- DP-SGD: one model's epoch (a separate path; see `dpsgd`) -------------------------
+    def _dp_example_loss(self, params, x, y):
+        """Loss and correctness of ONE example (x without batch axis), for per-example grads."""
+        if self.compute_dtype != jnp.float32:
+            params = jax.tree.map(lambda p: p.astype(self.compute_dtype), params)
+            x = x.astype(self.compute_dtype)
+        logits = self.model.apply(params, x[None]).astype(jnp.float32)[0]
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        return ce, (jnp.argmax(logits) == y).astype(jnp.float32)
+
+    def _dp_model_epoch(self, params, opt_state, data_key, keep_row, y_all, epoch, x_all):
+        """One DP-SGD epoch of one model: `steps` Poisson-sampled steps, each of which runs
+        (and adds noise) even when its sample is empty."""
+        cfg = self.config
+
+        def step(carry, step_idx):
+            params, opt_state = carry
+            sample_key, noise_key, aug_key = dpsgd.step_keys(data_key, epoch, step_idx)
+            idx, w, truncated = dpsgd.poisson_batch(
+                sample_key, keep_row, self.dp_sampling_probability, self.dp_max_batch
+            )
+            x = augment.random_augment(aug_key, x_all[idx], cfg.augment_shift, cfg.augment_mirror)
+            grads, stats = dpsgd.noisy_gradient(
+                self._dp_example_loss,
+                params,
+                x,
+                y_all[idx],
+                w,
+                noise_key,
+                clip_norm=cfg.dp_clip_norm,
+                noise_multiplier=cfg.dp_noise_multiplier,
+                denominator=float(cfg.batch_size),
+            )
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state), (stats["loss"], stats["aux"], w.sum(), truncated)
+
+        (params, opt_state), (loss, correct, seen, truncated) = jax.lax.scan(
+            step, (params, opt_state), jnp.arange(self.steps)
+        )
+        seen = jnp.maximum(seen.sum(), 1.0)
+        stats = {
+            "loss": loss.sum() / seen,
+            "accuracy": correct.sum() / seen,
+            "dp_truncated": truncated.sum(),
+        }
+        return params, opt_state, stats
+
+    def _local_epoch(self, params, opt_state, data_keys, keep_rows, label_rows, epoch, x_all):
         """One epoch of one device's share of a block (inside `shard_map`)."""
-        one = lambda a: self._model_epoch(*a, epoch, x_all, y_all)
-        return map_models(one, (params, opt_state, data_keys, keep_rows), self.model_chunk)
+        one = lambda a: self._model_epoch(*a, epoch, x_all)
+        args = (params, opt_state, data_keys, keep_rows, label_rows)
+        return map_models(one, args, self.model_chunk)
 
     # -- a block of models ----------------------------------------------------
     def padded_size(self, num_models: int) -> int:
@@ -380,8 +464,9 @@ class Engine:
                 lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=models), state
             )
             keep = jax.ShapeDtypeStruct((size, self.x.shape[0]), jnp.bool_, sharding=models)
+            labels = jax.ShapeDtypeStruct((size, self.x.shape[0]), jnp.int32, sharding=models)
             epoch = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(self.mesh, P()))
-            lowered = self._epoch.lower(*state, keys, keep, epoch, self.x, self.y)
+            lowered = self._epoch.lower(*state, keys, keep, labels, epoch, self.x)
             self._compiled[size] = lowered.compile()
         return self._compiled[size]
 
@@ -405,6 +490,7 @@ class Engine:
         keep_rows: np.ndarray,
         progress: Callable[[dict], None] | None = None,
         checkpointer: Any = None,
+        label_rows: np.ndarray | None = None,
     ) -> PyTree:
         """Trains models `model_indices` (their keep rows [B, N]) from scratch or a checkpoint.
 
@@ -412,17 +498,21 @@ class Engine:
           model_indices: [B] global model indices (seed keys derive from them).
           keep_rows: [B, N] bool, the rows of the run's keep mask for those models.
           progress: optional callback, called after each epoch with a dict
-            (epoch, loss [B], accuracy [B], examples_per_second, seconds).
+            (epoch, loss [B], accuracy [B], examples_per_second, seconds; with DP-SGD also
+            dp_truncated [B], the sampled examples that did not fit a batch, see `dpsgd`).
           checkpointer: optional `lira_jax.train.checkpoint.BlockCheckpointer` of this
             block: training resumes after its latest saved epoch and saves as it goes.
             Every random choice of an epoch derives from (model key, epoch), so a resumed
             block ends exactly where an uninterrupted one does.
+          label_rows: [B, N] int labels each model trains on (the `train_labels` rows of
+            `lira_jax.data.membership.model_labels`); None: the engine's `y_train` for all.
 
         Returns:
           Stacked params, leading axis B.
 
         Raises:
-          ValueError: `keep_rows` does not have shape [B, N].
+          ValueError: `keep_rows` or `label_rows` does not have shape [B, N], or labels
+            outside [0, num_classes).
         """
         model_indices = np.asarray(model_indices).reshape(-1)
         keep_rows = np.asarray(keep_rows, dtype=bool)
@@ -432,11 +522,26 @@ class Engine:
                 f"keep_rows has shape {keep_rows.shape}; it must be [B, N] = [{b}, {n}]: one "
                 "row of the run's keep mask per model index (B >= 1)."
             )
+        if label_rows is None:
+            label_rows = np.broadcast_to(np.asarray(self.y), (b, n))
+        label_rows = np.asarray(label_rows)
+        if label_rows.shape != (b, n) or not np.issubdtype(label_rows.dtype, np.integer):
+            raise ValueError(
+                f"label_rows has shape {label_rows.shape} and dtype {label_rows.dtype}; it must "
+                f"be [B, N] = [{b}, {n}] ints: the labels each model trains on."
+            )
+        c = self.config.num_classes
+        if label_rows.size and (label_rows.min() < 0 or label_rows.max() >= c):
+            raise ValueError(
+                f"label_rows lie in [{label_rows.min()}, {label_rows.max()}]; they must be in "
+                f"[0, num_classes={c})."
+            )
         size = self.padded_size(b)
         params, opt_state = self.init(model_indices)
         data_keys = model_keys(self.config.seed, pad_models(model_indices, size), _DATA_STREAM)
         data_keys = self._on_mesh(data_keys)
         keep_dev = self._on_mesh(pad_models(keep_rows, size))
+        labels_dev = self._on_mesh(pad_models(label_rows.astype(np.int32), size))
         examples = float(keep_rows.sum())
         epoch_fn = self.compile(size)
         first = 0
@@ -448,8 +553,9 @@ class Engine:
             start = time.perf_counter()
             epoch_index = jax.device_put(jnp.int32(epoch), NamedSharding(self.mesh, P()))
             params, opt_state, stats = epoch_fn(
-                params, opt_state, data_keys, keep_dev, epoch_index, self.x, self.y
+                params, opt_state, data_keys, keep_dev, labels_dev, epoch_index, self.x
             )
+            failpoints.hit("epoch_dispatched")  # Fault tests: a kill during the epoch.
             if progress is not None:
                 jax.block_until_ready(stats)
                 seconds = time.perf_counter() - start
@@ -460,6 +566,11 @@ class Engine:
                         "accuracy": np.asarray(stats["accuracy"])[:b],
                         "examples_per_second": examples / max(seconds, 1e-9),
                         "seconds": seconds,
+                        **(
+                            {"dp_truncated": np.asarray(stats["dp_truncated"])[:b]}
+                            if "dp_truncated" in stats
+                            else {}
+                        ),
                     }
                 )
             if checkpointer is not None:
@@ -494,21 +605,29 @@ def bytes_per_model(config: TrainConfig, image_shape: Sequence[int]) -> tuple[in
     `state` (params, gradients, momentum, update: 4 copies of the params) is held for
     every model of a block; the working set (every intermediate of one training step on
     `batch_size` examples: an upper bound, since XLA reuses buffers) only for the models
-    computed at once (`model_chunk` per device). Traced with `jax.eval_shape` /
+    computed at once (`model_chunk` per device). With DP-SGD the step is traced as it runs:
+    per-example gradients (one parameter copy per batch slot, and their clipped copies) on
+    `dpsgd.max_batch_size(batch_size)` slots. Traced with `jax.eval_shape` /
     `jax.make_jaxpr`: no compilation, no device memory.
 
     Returns:
       (state_bytes, work_bytes).
     """
-    model = get_model(config.arch, config.num_classes, config.conv_impl)
-    x = jax.ShapeDtypeStruct((config.batch_size, *image_shape), jnp.dtype(config.compute_dtype))
+    tabular = len(image_shape) == 1
+    model = get_model(config.arch, config.num_classes, config.conv_impl, tabular=tabular)
+    batch = dpsgd.max_batch_size(config.batch_size) if config.dp else config.batch_size
+    x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.dtype(config.compute_dtype))
     params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(x.shape)))
     state = 4 * tree_bytes(params)
 
     def loss(p, xb):
         return model.apply(p, xb).astype(jnp.float32).sum()
 
-    jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x)
+    def dp_grads(p, xb):
+        grads = jax.vmap(jax.grad(lambda p, xi: loss(p, xi[None])), in_axes=(None, 0))(p, xb)
+        return dpsgd.clip_per_example(grads, 1.0)[0]
+
+    jaxpr = jax.make_jaxpr(dp_grads if config.dp else jax.grad(loss))(params, x)
     work = 0
     for eqn in _all_eqns(jaxpr.jaxpr):
         for v in eqn.outvars:

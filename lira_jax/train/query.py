@@ -1,7 +1,7 @@
 """The query pass: logits of every model of a block on every example under every query.
 
 Design notes:
-- One function gives the run loop everything it needs of a trained block (`query_block`):
+- One function gives the run loop everything it needs of a trained block (`query_pass`):
   the pool's logits [B, N, A, C], the test set's logits, and the identity query's IN,
   OUT and test accuracies, computed from those logits (no second pass over any data).
 - Memory is bounded by a chunk size, not by N: examples are sliced from the replicated
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -44,9 +45,9 @@ PyTree = Any
 
 __all__ = [
     "QUERY_DEFAULTS",
-    "BlockQueries",
+    "QueryResult",
     "QueryLayout",
-    "query_block",
+    "query_pass",
     "query_conv_impl",
     "query_layout",
     "query_logits",
@@ -104,7 +105,8 @@ def query_conv_impl(impl: str, backend: str, image_shape: Sequence[int]) -> str:
     if impl != "auto":
         return resolve_conv_impl(impl)
     if backend == "cpu":
-        return "lax" if image_shape[0] * image_shape[1] >= _CPU_LAX_MIN_PIXELS else "patches"
+        pixels = math.prod(image_shape[:2]) if len(image_shape) >= 2 else 0  # 0: not images
+        return "lax" if pixels >= _CPU_LAX_MIN_PIXELS else "patches"
     return "lax"
 
 
@@ -204,7 +206,7 @@ def query_logits(
     n = x.shape[0]
     b = jax.tree.leaves(params)[0].shape[0]
     per_forward, per_call = _call_sizes(n, layout)
-    conv = query_conv_impl(layout.conv_impl, backend, x.shape[1:3])
+    conv = query_conv_impl(layout.conv_impl, backend, x.shape[1:])
     run = _query_fn(
         _with_conv_impl(model, conv),
         queries,
@@ -239,7 +241,7 @@ def query_logits(
     return out
 
 
-class BlockQueries(NamedTuple):
+class QueryResult(NamedTuple):
     """What the run loop stores of a trained block.
 
     Attributes:
@@ -257,7 +259,7 @@ class BlockQueries(NamedTuple):
     test_accuracy: np.ndarray | None
 
 
-def query_block(
+def query_pass(
     model: nn.Module,
     params: PyTree,
     x: np.ndarray | jax.Array,
@@ -267,7 +269,7 @@ def query_block(
     x_test: np.ndarray | jax.Array | None = None,
     y_test: np.ndarray | None = None,
     **kwargs,
-) -> BlockQueries:
+) -> QueryResult:
     """Everything the run loop needs of a trained block, in one pass over the data.
 
     The first query must be the identity: the accuracies are those of its logits.
@@ -282,7 +284,7 @@ def query_block(
       **kwargs: `devices`, `model_chunk`, `layout` of `query_logits`.
 
     Returns:
-      A `BlockQueries`.
+      A `QueryResult`.
 
     Raises:
       ValueError: the first query is not the identity, or shapes disagree.
@@ -311,4 +313,4 @@ def query_block(
     if x_test is not None:
         test_logits = query_logits(model, params, x_test, queries[:1], **kwargs)[:, :, 0]
         test_acc = (test_logits.argmax(-1) == np.asarray(y_test)).mean(1)
-    return BlockQueries(logits, test_logits, train_acc, out_acc, test_acc)
+    return QueryResult(logits, test_logits, train_acc, out_acc, test_acc)

@@ -1,0 +1,429 @@
+"""A training run: the models of a config, in blocks, from the dataset into the store.
+
+    store = run.train_shadows(config, "runs/digits")  # experiments.train_shadows.make_config
+
+The run is a sequence of named phases, the same names the timing line reports at the end
+(``phases: startup=… compile=… train=… query=… store_write=… total=…``):
+
+- ``startup``: load and validate the data and config, the keep mask, create or open the
+  store, plan the blocks still missing (`prepare`);
+- ``compile``: compile the block's training epoch (`Engine.compile`; with JAX's persistent
+  compilation cache a re-run loads it instead);
+- ``train``: train one block (resuming from its checkpoint if a killed job left one);
+- ``query``: every model's logits on every pool example under every query, and on the test
+  set (`query_block`);
+- ``store_write``: the block's logits and its completion record (`write_block`).
+
+Design notes: the run is idempotent. A block is trained only if the store does not have it,
+under a claim so that concurrent jobs never train the same block; its checkpoints are
+removed only once its completion record exists, and checkpoints of blocks that are
+complete (a job killed between the two) are removed at the start of the next run. Nothing a
+run writes depends on how it was split into processes or blocks, only on the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from lira_jax import failpoints
+from lira_jax import store as store_lib
+from lira_jax.data import augment, datasets, membership
+from lira_jax.models import arch_names
+from lira_jax.train.checkpoint import BlockCheckpointer
+from lira_jax.train.engine import Engine, TrainConfig, auto_models_per_step, steps_per_epoch
+from lira_jax.train.query import query_pass
+
+__all__ = [
+    "PHASES",
+    "BlockResult",
+    "PhaseClock",
+    "RunPlan",
+    "blocks_of",
+    "parse_model_range",
+    "prepare",
+    "query_block",
+    "train_shadows",
+]
+
+PHASES = ("startup", "compile", "train", "query", "store_write")
+
+
+class PhaseClock:
+    """Wall-clock seconds spent in each named phase of a run."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        if phase not in self.seconds:
+            raise ValueError(f"Unknown phase {phase!r}; phases: {PHASES}.")
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - t
+
+    def elapsed(self) -> float:
+        """Seconds since the clock started."""
+        return time.perf_counter() - self._start
+
+    def line(self) -> str:
+        """One log line: ``phases: startup=1.2s compile=… total=…s``."""
+        parts = [f"{k}={v:.1f}s" for k, v in self.seconds.items()]
+        return f"phases: {' '.join(parts)} total={self.elapsed():.1f}s"
+
+
+def parse_model_range(spec: str | None, num_models: int) -> tuple[int, int]:
+    """'START:STOP' (either side may be empty) -> (start, stop) within [0, num_models]."""
+    if not spec:
+        return 0, num_models
+    parts = spec.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0] else 0
+        stop = int(parts[1]) if parts[1] else num_models
+    except ValueError:
+        raise ValueError(f"--model_range={spec!r} must look like START:STOP, e.g. 0:16.") from None
+    if not 0 <= start < stop <= num_models:
+        raise ValueError(
+            f"--model_range={spec!r} must satisfy 0 <= START < STOP <= num_models={num_models}."
+        )
+    return start, stop
+
+
+def blocks_of(models: np.ndarray, size: int) -> list[np.ndarray]:
+    """Splits sorted model indices into contiguous runs of at most `size` models."""
+    if models.size == 0:
+        return []
+    runs = np.split(models, np.flatnonzero(np.diff(models) != 1) + 1)
+    return [run[i : i + size] for run in runs for i in range(0, len(run), size)]
+
+
+def _check_names(config: dict) -> None:
+    if config["dataset"] not in datasets.dataset_names():
+        raise datasets.DatasetError(
+            f"Unknown dataset {config['dataset']!r}; valid names: {datasets.dataset_names()}."
+        )
+    if config["arch"] not in arch_names():
+        raise ValueError(f"Unknown arch {config['arch']!r}; valid names: {arch_names()}.")
+    # Validates num_models / pkeep with a clear message before any data is loaded.
+    membership.keep_mask(config["seed"], config["num_models"], 1, config["pkeep"])
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """What `prepare` found: the data, the store, and the blocks still to train.
+
+    Attributes:
+      config: the run config (as stored in the store's metadata).
+      dataset: the loaded `Dataset`.
+      queries: the query set (A queries).
+      keep: [M, N] bool keep mask of the whole run.
+      train_config: the engine's `TrainConfig`.
+      store: the writable store.
+      blocks: model-index arrays still to train, in order (empty: nothing to do).
+      model_range: the (start, stop) this job is responsible for.
+    """
+
+    config: dict
+    dataset: datasets.Dataset
+    queries: tuple[augment.Query, ...]
+    keep: np.ndarray
+    train_config: TrainConfig
+    store: store_lib.LogitStore
+    blocks: list[np.ndarray]
+    model_range: tuple[int, int]
+
+    @property
+    def num_todo(self) -> int:
+        return int(sum(len(b) for b in self.blocks))
+
+
+def prepare(
+    config: dict,
+    workdir: str | Path,
+    *,
+    data_dir: str | None = None,
+    model_range: str | None = None,
+    models_per_step: int | None = None,
+    conv_impl: str = "auto",
+    compute_dtype: str = "float32",
+    logits_dtype: str = "float32",
+) -> RunPlan:
+    """The startup phase: validates everything, then creates or opens the store.
+
+    Bad input raises before anything is written; an existing store of another config is
+    refused (never modified).
+    """
+    _check_names(config)
+    ds = datasets.load_dataset(config["dataset"], data_dir, config["max_train"])
+    if config["augment_mirror"] and not ds.mirror_ok:
+        raise ValueError(
+            f"augment_mirror=True, but mirroring changes the labels of {ds.name!r} "
+            "(e.g. digits); use --noaugment_mirror."
+        )
+    queries = augment.query_set(config["queries"], ds.mirror_ok)
+    num_models, num_examples = config["num_models"], ds.x_train.shape[0]
+    keep = membership.keep_mask(config["seed"], num_models, num_examples, config["pkeep"])
+    start, stop = parse_model_range(model_range, num_models)
+    if models_per_step is not None and models_per_step < 1:
+        raise ValueError(f"--models_per_step={models_per_step} must be >= 1.")
+    train_config = TrainConfig(
+        arch=config["arch"],
+        num_classes=ds.num_classes,
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        learning_rate=config["learning_rate"],
+        momentum=config["momentum"],
+        weight_decay=config["weight_decay"],
+        warmup_epochs=config["warmup_epochs"],
+        augment_shift=config["augment_shift"],
+        augment_mirror=config["augment_mirror"],
+        seed=config["seed"],
+        conv_impl=conv_impl,
+        compute_dtype=compute_dtype,
+    )
+    train_config.validate()  # Before the store exists: a bad config writes nothing.
+    spec = store_lib.StoreSpec(
+        num_models=num_models,
+        num_examples=num_examples,
+        num_queries=len(queries),
+        num_classes=ds.num_classes,
+        query_names=augment.query_names(queries),
+        config=config,
+        num_test_examples=ds.x_test.shape[0] if config["store_test_logits"] else 0,
+    )
+    store = store_lib.create_or_open(
+        Path(workdir) / "store",
+        spec,
+        keep,
+        ds.y_train,
+        logits_dtype,
+        test_labels=ds.y_test if config["store_test_logits"] else None,
+    )
+    todo = store.missing_models()
+    todo = todo[(todo >= start) & (todo < stop)]
+    blocks = []
+    if todo.size:
+        size = models_per_step or auto_models_per_step(
+            train_config, ds.x_train.shape[1:], int(todo.size)
+        )
+        blocks = blocks_of(todo, size)
+    return RunPlan(config, ds, queries, keep, train_config, store, blocks, (start, stop))
+
+
+@dataclasses.dataclass
+class BlockResult:
+    """The query phase's output for one block of B models.
+
+    Attributes:
+      logits: [B, N, A, C] float32, every pool example under every query.
+      test_logits: [B, T, C] float32, the test set under the identity query.
+      summary: per-model train (IN), OUT and test accuracy, for the block's record.
+    """
+
+    logits: np.ndarray
+    test_logits: np.ndarray
+    summary: dict
+
+
+def query_block(engine: Engine, params, plan: RunPlan, block: np.ndarray) -> BlockResult:
+    """The query phase: logits of a trained block, and its accuracies (one `query_pass`
+    over the pool already on the devices, `engine.x`, and the test set)."""
+    ds = plan.dataset
+    res = query_pass(
+        engine.model,
+        params,
+        engine.x,
+        ds.y_train,
+        plan.keep[block],
+        plan.queries,
+        ds.x_test,
+        ds.y_test,
+    )
+    summary = {
+        name: [round(float(a), 5) for a in getattr(res, name)]
+        for name in ("train_accuracy", "out_accuracy", "test_accuracy")
+    }
+    return BlockResult(res.logits, res.test_logits, summary)
+
+
+def _remove_finished_checkpoints(root: Path, store: store_lib.LogitStore) -> None:
+    """Deletes checkpoints of blocks already complete in the store (left by a job killed
+    after its block's record was written but before its cleanup)."""
+    if not root.is_dir():
+        return
+    done = ~np.isin(np.arange(store.num_models), store.missing_models())
+    for directory in root.glob("*/m*-*"):
+        try:
+            a, b = (int(s) for s in directory.name[1:].split("-"))
+        except ValueError:
+            continue
+        if 0 <= a < b <= store.num_models and done[a:b].all():
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None]):
+    def progress(stats):
+        loss = stats["loss"]
+        if not np.all(np.isfinite(loss)):
+            bad = (b0 + np.flatnonzero(~np.isfinite(loss))).tolist()
+            raise ValueError(
+                f"Model(s) {bad} diverged (non-finite loss) in epoch {stats['epoch']}; "
+                "nothing of this block was written. Lower --learning_rate or raise "
+                "--warmup_epochs, in a new --workdir."
+            )
+        log(
+            f"models [{b0}, {b1}) epoch {stats['epoch']}/{config['epochs']}: "
+            f"loss {loss.mean():.3f}, train acc {stats['accuracy'].mean():.3f}, "
+            f"{stats['examples_per_second']:,.0f} examples/s"
+        )
+
+    return progress
+
+
+def train_shadows(
+    config: dict,
+    workdir: str | Path,
+    *,
+    data_dir: str | None = None,
+    model_range: str | None = None,
+    models_per_step: int | None = None,
+    conv_impl: str = "auto",
+    compute_dtype: str = "float32",
+    logits_dtype: str = "float32",
+    checkpoint_every: int = 5,
+    log: Callable[[str], None] = logging.info,
+) -> store_lib.LogitStore:
+    """Trains the models of `model_range` that the store does not have yet and writes them.
+
+    Args:
+      config: a run config (`experiments.train_shadows.make_config`), stored in the store's
+        metadata.
+      workdir: run directory; the store is `workdir/store`.
+      data_dir: where tfds / IDX data lives (not part of the config).
+      model_range: "START:STOP" or None for all models.
+      models_per_step: models trained at once (default: `auto_models_per_step`).
+      conv_impl: convolution lowering, see `lira_jax.models.layers`.
+      compute_dtype: "float32" or "bfloat16" (mixed precision, see `TrainConfig`).
+      logits_dtype: "float32" or "float16".
+      checkpoint_every: save a block's training state to `workdir/checkpoints` every this
+        many epochs (0: never); a re-run resumes the block from its latest checkpoint.
+      log: where progress lines go; the last line is the per-phase timing.
+
+    Returns:
+      The store.
+
+    Raises:
+      DatasetError, StoreError, ValueError: bad input, with a message saying what to do.
+    """
+    clock = PhaseClock()
+    failpoints.check()
+    if checkpoint_every < 0:
+        raise ValueError(f"--checkpoint_every={checkpoint_every} must be >= 0 (0: never).")
+    with clock("startup"):
+        plan = prepare(
+            config,
+            workdir,
+            data_dir=data_dir,
+            model_range=model_range,
+            models_per_step=models_per_step,
+            conv_impl=conv_impl,
+            compute_dtype=compute_dtype,
+            logits_dtype=logits_dtype,
+        )
+        store, ds = plan.store, plan.dataset
+        checkpoints = Path(workdir) / "checkpoints"
+        _remove_finished_checkpoints(checkpoints, store)
+    start, stop = plan.model_range
+    if not plan.blocks:
+        log(f"Models [{start}, {stop}) are already in {store.path}; nothing to train.")
+        log(clock.line())
+        return store
+    with clock("startup"):
+        engine = Engine(
+            plan.train_config,
+            ds.x_train,
+            ds.y_train,
+            steps_per_epoch(plan.keep, config["batch_size"]),
+        )
+    log(
+        f"Training {plan.num_todo} of {config['num_models']} models ({ds.name}, "
+        f"{config['arch']}, N={ds.x_train.shape[0]}, {len(plan.queries)} queries) in "
+        f"{len(plan.blocks)} block(s) of <= {len(plan.blocks[0])}; store {store.path}"
+    )
+    # A checkpoint resumes only under the same numerics: the run's config and the execution
+    # choices that change rounding (a re-run with another lowering or dtype starts afresh).
+    checkpoint_key = store_lib.config_fingerprint(
+        {
+            "config": store.metadata["config_fingerprint"],
+            "conv_impl": conv_impl,
+            "compute_dtype": compute_dtype,
+        }
+    )
+    done, skipped = 0, []
+    for block in plan.blocks:
+        b0, b1 = int(block[0]), int(block[-1]) + 1
+        t_block = time.perf_counter()
+        try:
+            with store.claim(b0, b1):
+                if not np.isin(block, store.missing_models()).all():
+                    skipped.append((b0, b1))  # Another job wrote part of it meanwhile.
+                    continue
+                ckpt = BlockCheckpointer(checkpoints, checkpoint_key, b0, b1, checkpoint_every)
+                with clock("compile"):
+                    engine.compile(len(block))
+                with clock("train"):
+                    params = engine.train(
+                        block,
+                        plan.keep[block],
+                        progress=_progress(config, b0, b1, log),
+                        checkpointer=ckpt,
+                    )
+                with clock("query"):
+                    result = query_block(engine, params, plan, block)
+                with clock("store_write"):
+                    store.write_block(
+                        b0,
+                        result.logits,
+                        extra={
+                            **result.summary,
+                            "seconds": round(time.perf_counter() - t_block, 2),
+                            "conv_impl": conv_impl,
+                            "compute_dtype": compute_dtype,
+                        },
+                        test_logits=result.test_logits if config["store_test_logits"] else None,
+                    )
+                    failpoints.hit("block_recorded")
+                    ckpt.remove()  # The block is in the store: its checkpoints are done with.
+        except store_lib.BlockClaimedError as e:
+            log(f"skipping models [{b0}, {b1}): {e}")
+            skipped.append((b0, b1))
+            continue
+        done += len(block)
+        elapsed = clock.elapsed()
+        s = result.summary
+        log(
+            f"wrote models [{b0}, {b1}): train acc {np.mean(s['train_accuracy']):.3f}, out acc "
+            f"{np.mean(s['out_accuracy']):.3f}, test acc {np.mean(s['test_accuracy']):.3f} | "
+            f"{done}/{plan.num_todo} models done, {elapsed:.0f}s elapsed, "
+            f"~{elapsed / done * (plan.num_todo - done):.0f}s left"
+        )
+    if skipped:
+        log(
+            f"Skipped block(s) {skipped}: claimed or partly written by another job. Re-run "
+            "the same command after it ends to fill whatever is still missing."
+        )
+    log(clock.line())
+    return store
