@@ -57,6 +57,7 @@ import optax
 from absl import app, flags
 from flax.training import train_state
 
+from experiments.tables import table
 from lira_jax.data import augment, keep_mask, load_dataset
 from lira_jax.models import get_model
 from lira_jax.models.zoo import CNN
@@ -422,12 +423,6 @@ def run_flax_loop(
 
 
 # -- tables -----------------------------------------------------------------------------
-
-
-def table(rows: list[list[str]], header: list[str]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _or_oom(run, label: str, models: int, block: int) -> Result:

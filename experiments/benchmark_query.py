@@ -20,7 +20,7 @@ import time
 import jax
 import numpy as np
 
-from experiments.benchmark import table
+from experiments.tables import table
 from lira_jax.data import augment, keep_mask, load_dataset
 from lira_jax.data.datasets import DatasetError
 from lira_jax.train import (

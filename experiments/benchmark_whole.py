@@ -13,7 +13,9 @@ log: timestamps of its first line, its epoch lines and its "wrote models" lines,
 XLA's compile times (`JAX_LOG_COMPILES=1`: "Finished XLA compilation of ... in T sec",
 each attributed to the phase it falls in); query and store write are then one number.
 "startup & exit" is always the wall time not covered by the other phases (interpreter,
-imports, data loading, process exit).
+imports, data loading, process exit). The peer runs with torch's default threads and
+`OMP_WAIT_POLICY=PASSIVE` (unless set): on a loaded machine spinning OpenMP threads would
+slow it down, which is not what it is being compared for.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import configs
-from experiments.benchmark import table
+from experiments.tables import table
 from lira_jax.data import augment, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +69,16 @@ class ProcessRun:
     phases: dict
     note: str = ""
     log: str = ""
+
+    @property
+    def xla_compile(self) -> float | None:
+        """Seconds XLA spent compiling or loading programs (`JAX_LOG_COMPILES` lines)."""
+        times = [float(m[1]) for m in _COMPILED.finditer(self.log)]
+        return sum(times) if times else None
+
+    @property
+    def cache_hits(self) -> int:
+        return self.log.count("Persistent compilation cache hit")
 
 
 def query_names(dataset: str, data_dir: str | None) -> list[str]:
@@ -167,6 +179,10 @@ def run(
                         flags = shared
                     else:
                         module, flags = "experiments.torch_peer", (*shared, f"--queries={queries}")
+                        # libgomp's threads spin while they wait: on a machine shared with
+                        # other jobs that made the peer 2-4x slower (BUILD_NOTES.md); passive
+                        # waiting costs it little on an idle machine. A user's setting wins.
+                        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                     cmd = [sys.executable, "-m", module, f"--workdir={workdir}", *flags]
                     res = spawn(cmd, env, who, scratch / f"{name}_{who}_{r}.log")
                     res.note = ("cold cache; " if who == "project" and r == 0 else "") + res.note
@@ -200,7 +216,16 @@ def _report(out, w, shared, runs, rounds, load0, load1) -> None:
         f"Load average {' / '.join(f'{v:.2f}' for v in load0)} at the start, "
         f"{' / '.join(f'{v:.2f}' for v in load1)} at the end.\n"
     )
-    header = ["round", "process", "wall s", "startup & exit", *PHASES, "peak RSS MiB", "note"]
+    header = [
+        "round",
+        "process",
+        "wall s",
+        "startup & exit",
+        *PHASES,
+        "XLA compile s (cache hits)",
+        "peak RSS MiB",
+        "note",
+    ]
     rows = []
     for i, res in enumerate(runs):
         label = "train_shadows" if res.who == "project" else "PyTorch loop"
@@ -211,6 +236,7 @@ def _report(out, w, shared, runs, rounds, load0, load1) -> None:
                 f"{res.wall:.1f}",
                 _fmt(res.phases.get("startup & exit")),
                 *(_fmt(res.phases.get(k)) for k in PHASES),
+                "-" if res.xla_compile is None else f"{res.xla_compile:.1f} ({res.cache_hits})",
                 f"{res.peak_mib:.0f}",
                 res.note,
             ]
