@@ -69,7 +69,8 @@ _SETTINGS = flags.DEFINE_list(
     ["auto"],
     "Input settings: digits8, digits28, cifar_synth; 'auto': digits8,digits28 on CPU, "
     "cifar_synth on GPU/TPU. Also 'query' (the query pass against training) and 'whole' "
-    "(whole processes against the PyTorch loop).",
+    "(whole processes against the PyTorch loop), 'memory' (peak RSS of train_shadows as N, M, "
+    "A vary).",
 )
 _WHOLE = flags.DEFINE_list(
     "whole_workloads", ["digits", "fashion"], "Workloads of --settings=whole: digits, fashion."
@@ -688,7 +689,7 @@ def main(argv):
     names = _SETTINGS.value
     if names == ["auto"]:
         names = ["digits8", "digits28"] if backend == "cpu" else ["cifar_synth"]
-    if names in (["query"], ["whole"]):
+    if names in (["query"], ["whole"], ["memory"]):
         return _run_process_benchmarks(names[0], backend)
     unknown = [s for s in names if s not in SETTINGS]
     if unknown:
@@ -752,13 +753,16 @@ def _run_process_benchmarks(name: str, backend: str) -> None:
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    out = [f"## {'Query pass' if name == 'query' else 'Whole-process'} benchmark\n"]
+    title = {"query": "Query pass", "whole": "Whole-process", "memory": "Memory"}[name]
+    out = [f"## {title} benchmark\n"]
     out.append(
         f"Machine: {os.cpu_count()} CPU cores, {jax.local_device_count()} JAX {backend} "
         f"devices, jax {jax.__version__}; load average at start "
         f"{' / '.join(f'{v:.2f}' for v in load0)}."
     )
-    if name == "query":
+    if name == "memory":
+        benchmark_whole.memory_table(out, data_dir=_FASHION_DIR.value)
+    elif name == "query":
         benchmark_query.run(
             out,
             rounds=_ROUNDS.value,

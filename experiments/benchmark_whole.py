@@ -7,7 +7,9 @@ separate processes, one after the other, in alternating order, each into a fresh
 The project's first round starts with an empty compilation cache (a user's first run);
 later rounds reuse it (a re-run, or the next block/job of a run). Measured per process:
 wall time from spawn to exit, peak RSS (`os.wait4`), and the phases each process reports
-on its last line (`phases: startup=...s compile=...s train=...s query=...s write=...s`).
+on its last line (`phases: startup=...s compile=...s train=...s query=...s write=...s`),
+and CPU seconds (user + system): on a machine shared with other jobs, the share of the
+cores a process gets changes its wall time, the work it does much less.
 For a `train_shadows` that does not report phases yet, they are reconstructed from its
 log: timestamps of its first line, its epoch lines and its "wrote models" lines, and
 XLA's compile times (`JAX_LOG_COMPILES=1`: "Finished XLA compilation of ... in T sec",
@@ -69,6 +71,7 @@ class ProcessRun:
     phases: dict
     note: str = ""
     log: str = ""
+    cpu: float = float("nan")
 
     @property
     def xla_compile(self) -> float | None:
@@ -99,7 +102,8 @@ def spawn(cmd: list[str], env: dict, who: str, logfile: Path) -> ProcessRun:
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     text = logfile.read_text(errors="replace")
     phases, note = parse_phases(text, start_wall, wall)
-    return ProcessRun(who, wall, usage.ru_maxrss / 1024, proc.returncode, phases, note, text)
+    cpu = usage.ru_utime + usage.ru_stime
+    return ProcessRun(who, wall, usage.ru_maxrss / 1024, proc.returncode, phases, note, text, cpu)
 
 
 _LOG_TIME = re.compile(r"^[IWEF](\d{4}) (\d\d:\d\d:\d\d\.\d+) ")
@@ -220,6 +224,7 @@ def _report(out, w, shared, runs, rounds, load0, load1) -> None:
         "round",
         "process",
         "wall s",
+        "CPU s",
         "startup & exit",
         *PHASES,
         "XLA compile s (cache hits)",
@@ -234,6 +239,7 @@ def _report(out, w, shared, runs, rounds, load0, load1) -> None:
                 str(i // 2 + 1),
                 label,
                 f"{res.wall:.1f}",
+                f"{res.cpu:.0f}",
                 _fmt(res.phases.get("startup & exit")),
                 *(_fmt(res.phases.get(k)) for k in PHASES),
                 "-" if res.xla_compile is None else f"{res.xla_compile:.1f} ({res.cache_hits})",
@@ -250,9 +256,82 @@ def _report(out, w, shared, runs, rounds, load0, load1) -> None:
         p, q = (a, b) if a.who == "project" else (b, a)
         ratios.append(q.wall / p.wall)
     warm = ratios[1:] or ratios
+    cpu_ratio = float(np.median([r.cpu for r in runs if r.who == "peer"])) / float(
+        np.median([r.cpu for r in runs if r.who == "project"])
+    )
     out.append(
+        f"\nPeer / project CPU seconds (user + system, medians): {cpu_ratio:.2f}x."
         f"\nPeer / project wall time per round: {', '.join(f'{r:.2f}x' for r in ratios)}; "
         f"first round (empty compilation cache) **{ratios[0]:.2f}x**, later rounds median "
         f"**{float(np.median(warm)):.2f}x**. Medians: train_shadows "
         f"{float(np.median(project)):.1f} s, PyTorch loop {float(np.median(peer)):.1f} s."
     )
+
+
+def memory_table(
+    out: list[str],
+    *,
+    arch: str = "mlp",
+    examples: tuple[int, ...] = (15000, 60000),
+    models: tuple[int, ...] = (2, 16),
+    queries: tuple[str, ...] = ("cross1", "shift1"),
+    data_dir: str | None = None,
+) -> list[tuple]:
+    """Peak RSS of whole `train_shadows` processes on Fashion-MNIST as N, M and A vary.
+
+    One block of M models (`--models_per_step=M`), 1 epoch; a small `arch` keeps the runs
+    short: the quantities that grow with N, M and A (the dataset, its copy on each device,
+    the [M, N, A, C] logits) do not depend on the model.
+    """
+    rows, results = [], []
+    scratch = Path(tempfile.mkdtemp(prefix="lira_memory_"))
+    try:
+        for spec in queries:
+            for n in examples:
+                for m in models:
+                    workdir = scratch / f"{spec}_{n}_{m}"
+                    extra = (f"--data_dir={data_dir}",) if data_dir else ()
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "experiments.train_shadows",
+                        f"--workdir={workdir}",
+                        "--dataset=fashion_mnist_idx",
+                        f"--max_train={n}",
+                        f"--num_models={m}",
+                        f"--models_per_step={m}",
+                        f"--arch={arch}",
+                        "--epochs=1",
+                        f"--queries={spec}",
+                        "--compile_cache=off",
+                        *extra,
+                    ]
+                    env = {**os.environ, "PYTHONPATH": str(REPO)}
+                    res = spawn(cmd, env, "project", scratch / f"{spec}_{n}_{m}.log")
+                    if res.returncode != 0:
+                        raise RuntimeError(
+                            f"{' '.join(cmd)} exited {res.returncode}:\n{res.log[-3000:]}"
+                        )
+                    a = len(augment.query_set(spec, True))
+                    logits_mib = m * n * a * 10 * 4 / 2**20
+                    results.append((spec, n, m, a, res.peak_mib, logits_mib))
+                    rows.append(
+                        [
+                            str(n),
+                            str(m),
+                            str(a),
+                            f"{logits_mib:.0f}",
+                            f"{res.peak_mib:.0f}",
+                            f"{res.wall:.0f}",
+                        ]
+                    )
+                    shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out.append(
+        f"\n#### Peak RSS of train_shadows ({arch}, Fashion-MNIST 28x28, 1 epoch, one block)\n"
+    )
+    out.append(
+        table(rows, ["N", "M (one block)", "A", "logits [M,N,A,C] MiB", "peak RSS MiB", "wall s"])
+    )
+    return results
