@@ -8,6 +8,13 @@ r"""Throughput of the multi-model engine against a one-model-at-a-time flax loop
     # a block-size sweep; a head-to-head of the two trainers run alternately; convolution
     # lowerings and model mappings; float32 vs bfloat16 accuracy.
     python -m experiments.benchmark --settings=cifar_synth    # GPU: CIFAR-shaped 32x32x3
+    python -m experiments.benchmark --settings=query          # query pass vs training
+    python -m experiments.benchmark --settings=whole          # whole processes vs PyTorch
+    # `whole`: train_shadows and a PyTorch one-model-at-a-time loop (experiments/torch_peer.py,
+    # needs `pip install -e '.[bench]'`) as separate processes, alternately, per phase, on
+    # digits (32 cnn32 x 30 epochs) and Fashion-MNIST (N=10,000, 8 cnn32 x 3 epochs);
+    # ~15-25 min on 2 cores with 3 rounds. `query`: forwards/s of the query pass per layout
+    # against the engine's training examples/s, alternately; ~5-10 min.
 
 Setup: like train_shadows, the binary splits the host CPU into one JAX device per core
 before JAX starts (`sharding.use_cpu_cores_as_devices`); the engine shards models over
@@ -40,6 +47,7 @@ import os
 import resource
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -49,18 +57,31 @@ import optax
 from absl import app, flags
 from flax.training import train_state
 
+from experiments.tables import table
 from lira_jax.data import augment, keep_mask, load_dataset
 from lira_jax.models import get_model
 from lira_jax.models.zoo import CNN
 from lira_jax.train import engine as engine_lib
-from lira_jax.train import sharding
+from lira_jax.train import query_logits, sharding
 
 _SETTINGS = flags.DEFINE_list(
     "settings",
     ["auto"],
     "Input settings: digits8, digits28, cifar_synth; 'auto': digits8,digits28 on CPU, "
-    "cifar_synth on GPU/TPU.",
+    "cifar_synth on GPU/TPU. Also 'query' (the query pass against training) and 'whole' "
+    "(whole processes against the PyTorch loop), 'memory' (peak RSS of train_shadows as N, M, "
+    "A vary).",
 )
+_WHOLE = flags.DEFINE_list(
+    "whole_workloads", ["digits", "fashion"], "Workloads of --settings=whole: digits, fashion."
+)
+_FASHION_DIR = flags.DEFINE_string(
+    "fashion_dir", None, "Folder of the Fashion-MNIST IDX files (default: Debian's)."
+)
+_QUERY_EXAMPLES = flags.DEFINE_integer(
+    "query_examples", 4096, "Fashion-MNIST examples of --settings=query."
+)
+_LOGS = flags.DEFINE_string("whole_logs", None, "Keep the logs of --settings=whole here.")
 _MODELS = flags.DEFINE_list(
     "models", None, "Numbers of models M of the sweep (default: per setting, e.g. 1,8,32,128)."
 )
@@ -405,12 +426,6 @@ def run_flax_loop(
 # -- tables -----------------------------------------------------------------------------
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _or_oom(run, label: str, models: int, block: int) -> Result:
     """`run()`'s Result, or a row saying the configuration did not fit in device memory."""
     try:
@@ -645,8 +660,8 @@ def benchmark_precision(peak: float, out: list[str], models: int, epochs: int) -
             label=dtype,
         )
         p = params[0]
-        train_logits = engine_lib.query_logits(engine.model, p, x, identity)[:, :, 0]
-        test_logits = engine_lib.query_logits(engine.model, p, xt, identity)[:, :, 0]
+        train_logits = query_logits(engine.model, p, x, identity)[:, :, 0]
+        test_logits = query_logits(engine.model, p, xt, identity)[:, :, 0]
         in_acc = ((train_logits.argmax(-1) == y) & keep[:models]).sum(1) / keep[:models].sum(1)
         test_acc = (test_logits.argmax(-1) == yt).mean(1)
         rows.append(
@@ -674,6 +689,8 @@ def main(argv):
     names = _SETTINGS.value
     if names == ["auto"]:
         names = ["digits8", "digits28"] if backend == "cpu" else ["cifar_synth"]
+    if names in (["query"], ["whole"], ["memory"]):
+        return _run_process_benchmarks(names[0], backend)
     unknown = [s for s in names if s not in SETTINGS]
     if unknown:
         raise app.UsageError(f"Unknown settings {unknown}; valid: {list(SETTINGS)}.")
@@ -726,6 +743,45 @@ def main(argv):
         f"tables use the one at the start). "
         f"Total {time.perf_counter() - t0:.0f} s; load average at end "
         f"{' / '.join(f'{v:.2f}' for v in load1)}; peak memory {peak_memory_mib():.0f} MiB."
+    )
+    print("\n".join(out), flush=True)
+
+
+def _run_process_benchmarks(name: str, backend: str) -> None:
+    """--settings=query or --settings=whole (modules benchmark_query, benchmark_whole)."""
+    from experiments import benchmark_query, benchmark_whole
+
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    title = {"query": "Query pass", "whole": "Whole-process", "memory": "Memory"}[name]
+    out = [f"## {title} benchmark\n"]
+    out.append(
+        f"Machine: {os.cpu_count()} CPU cores, {jax.local_device_count()} JAX {backend} "
+        f"devices, jax {jax.__version__}; load average at start "
+        f"{' / '.join(f'{v:.2f}' for v in load0)}."
+    )
+    if name == "memory":
+        benchmark_whole.memory_table(out, data_dir=_FASHION_DIR.value)
+    elif name == "query":
+        benchmark_query.run(
+            out,
+            rounds=_ROUNDS.value,
+            fashion_dir=_FASHION_DIR.value,
+            fashion_examples=_QUERY_EXAMPLES.value,
+        )
+    else:
+        unknown = sorted(set(_WHOLE.value) - set(benchmark_whole.WORKLOADS))
+        if unknown:
+            raise app.UsageError(
+                f"Unknown --whole_workloads {unknown}; valid: {list(benchmark_whole.WORKLOADS)}."
+            )
+        logs = Path(_LOGS.value) if _LOGS.value else None
+        benchmark_whole.run(
+            out, _WHOLE.value, rounds=_ROUNDS.value, data_dir=_FASHION_DIR.value, keep_logs=logs
+        )
+    out.append(
+        f"\nTotal {time.perf_counter() - t0:.0f} s; load average at end "
+        f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}."
     )
     print("\n".join(out), flush=True)
 

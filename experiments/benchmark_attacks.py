@@ -5,12 +5,13 @@ r"""Attack-scoring benchmark on a synthetic store: is every attack vectorised?
 
 The synthetic logits are generated lazily, one block of models at a time, from a seed (the
 9 GB of a full-size store never exist at once), with a per-example membership effect of
-random size, so attacks have something to find. Prints a Markdown table: seconds to
-compute the signals, seconds per attack, peak memory.
+random size, so attacks have something to find (see `SyntheticLogits`). Prints a Markdown
+table: seconds to compute the signals, seconds per attack, peak memory, load average.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 
@@ -33,8 +34,12 @@ _BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 0, "Bootstrap resamples.")
 class SyntheticLogits:
     """A lazy [M, N, A, C] float32 array of logits, reproducible from a seed.
 
-    Example n has difficulty d_n and membership effect e_n; model m's logit for the true
-    class is d_n + e_n·keep[m, n] + noise, the others are noise.
+    logit[m, n, a, c] = view[n, a, c] + noise[m, n, c] + (d_n + e_n·keep[m, n])·[c = y_n]:
+    `view` ~ N(0, 0.5²) is what query a does to example n, the same for every model (drawn
+    once); `noise` ~ N(0, 1) is model m's own take on example n, shared by its A queries
+    (the augmentations of one image look alike to one model); d_n ~ N(2, 1.5²) is the
+    example's difficulty and e_n ~ Exp(mean 0.5) its membership effect. Generating a model
+    draws N·C normals (not N·A·C) and writes its logits once.
     """
 
     def __init__(
@@ -52,17 +57,20 @@ class SyntheticLogits:
         n = keep.shape[1]
         self.difficulty = rng.normal(2.0, 1.5, n).astype(np.float32)
         self.effect = rng.exponential(0.5, n).astype(np.float32)
+        self.view = 0.5 * rng.standard_normal((n, num_queries, num_classes), dtype=np.float32)
         self.seed = seed
 
     def __getitem__(self, index) -> np.ndarray:
         models = np.arange(self.shape[0])[index]
+        n, _, c = self.shape[1:]
         out = np.empty((len(models), *self.shape[1:]), np.float32)
+        rows = np.arange(n)
         for i, m in enumerate(models):
-            rng = np.random.default_rng([self.seed, int(m)])
-            z = rng.standard_normal(self.shape[1:], dtype=np.float32)
-            boost = self.difficulty + self.effect * self.keep[m]
-            z[np.arange(self.shape[1]), :, self.labels] += boost[:, None]
-            out[i] = z
+            noise = np.random.default_rng([self.seed, int(m)]).standard_normal(
+                (n, c), dtype=np.float32
+            )
+            noise[rows, self.labels] += self.difficulty + self.effect * self.keep[m]
+            np.add(self.view, noise[:, None, :], out=out[i])
         return out
 
 
@@ -77,6 +85,7 @@ def main(argv):
         f"synthetic store: M={m} N={n} A={a} C={c} ({m * n * a * c * 4 / 2**30:.1f} GiB of "
         f"float32 logits, generated lazily), {_T.value} targets, attacks: {', '.join(names)}"
     )
+    load0 = os.getloadavg()
     t0 = time.perf_counter()
     bank = signal_bank_from_logits(logits, labels, keep, signal_names=needed_signals(names))
     t_signals = time.perf_counter() - t0
@@ -90,6 +99,10 @@ def main(argv):
         print(f"| {name} | {res.get('seconds', float('nan')):.1f} | {auc} |")
     print(f"| **total** | {total:.1f} | |")
     print(f"\npeak memory (max RSS): {peak:.1f} GiB")
+    print(
+        f"load average (1/5/15 min) at start {' / '.join(f'{v:.2f}' for v in load0)}, at end "
+        f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ from absl import app, flags
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: holds store/ (the logits) and results/.", required=True
 )
+COMPILE_CACHE = flags.DEFINE_string(
+    "compile_cache",
+    None,
+    "Directory of JAX's persistent compilation cache for binaries that train ('off': none). "
+    "Default: $LIRA_JAX_CACHE_DIR, else $XDG_CACHE_HOME/lira_jax/jax (~/.cache/...).",
+)
 
 
 # HopSkipJump's budget for the label-only boundary attack (ART's defaults: 50 iterations,
@@ -101,17 +107,20 @@ def main_for(run: Callable[[], None], *, trains: bool = False) -> Callable[[list
     Args:
       run: the binary's `run_from_flags`.
       trains: the binary trains models: split the host CPU into one JAX device per core
-        (before JAX starts) and keep orbax's progress lines out of the log.
+        (before JAX starts), turn on the persistent compilation cache (`--compile_cache`)
+        and keep orbax's progress lines out of the log.
     """
 
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         if trains:
-            from lira_jax.train import sharding  # Only training binaries need JAX here.
+            # Only training binaries need JAX here.
+            from lira_jax.train import compile_cache, sharding
 
             sharding.use_cpu_cores_as_devices()
             quiet_checkpoint_logs()
+            exit_on_error(lambda: compile_cache.enable(COMPILE_CACHE.value), ValueError)
         exit_on_error(run, ValueError)
 
     return main

@@ -51,3 +51,26 @@ def test_both_trainers_run_and_the_table_prints():
     lines = text.splitlines()
     assert lines[0].startswith("| trainer | M |") and len(lines) == 4
     assert "| 1.0x |" in lines[2] and np.isfinite(res.block_mib)
+
+
+def test_synthetic_logits_of_the_attack_benchmark():
+    from experiments.benchmark_attacks import SyntheticLogits
+
+    m, n, a, c = 64, 300, 4, 5
+    keep = keep_mask(0, m, n, 0.5)
+    labels = np.random.default_rng(1).integers(0, c, n)
+    logits = SyntheticLogits(keep, labels, a, c)
+    block = logits[:]
+    assert block.shape == (m, n, a, c) and block.dtype == np.float32
+    np.testing.assert_array_equal(logits[5:7], block[5:7])  # a pure function of (seed, m)
+    # Query effects are the same for every model; model noise is shared by the queries.
+    diff = block[:, :, 1:] - block[:, :, :1]
+    np.testing.assert_allclose(diff, np.broadcast_to(diff[:1], diff.shape), atol=1e-5)
+    # The label logit of IN models exceeds that of OUT models by the membership effect.
+    label_logit = block[:, np.arange(n), 0, labels]  # [M, N]
+    gap = np.array(
+        [label_logit[keep[:, i], i].mean() - label_logit[~keep[:, i], i].mean() for i in range(n)]
+    )
+    se = np.sqrt(2 / 32)  # unit noise, 32 IN and 32 OUT models
+    assert np.abs(gap - logits.effect).mean() < 1.5 * se
+    assert np.corrcoef(gap, logits.effect)[0, 1] > 0.5

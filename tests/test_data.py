@@ -15,6 +15,7 @@ from lira_jax.data import (
     Query,
     apply_query,
     dataset_names,
+    datasets,
     keep_mask,
     load_dataset,
     query_set,
@@ -106,9 +107,13 @@ def test_idx_reader_on_synthetic_files(tmp_path):
     )
 
 
-def test_idx_reader_missing_files(tmp_path):
+def test_idx_reader_missing_files(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte.*dataset-fashion-mnist"):
         load_dataset("fashion_mnist_idx", data_dir=str(tmp_path))
+    # Without --data_dir: the default directory is named, with how to fill it.
+    monkeypatch.setattr(datasets, "DEFAULT_IDX_DIR", str(tmp_path / "none"))
+    with pytest.raises(DatasetError, match=r"default directory .*none\. Install.*apt-get"):
+        load_dataset("fashion_mnist_idx")
 
 
 @pytest.mark.parametrize(

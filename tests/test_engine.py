@@ -140,7 +140,7 @@ def test_query_logits_match_direct_application(setup):
     params = engine.init(np.arange(3))[0]
     queries = query_set("cross1", False)
     x = ds.x_train[:50]
-    out = query_logits(engine.model, params, x, queries, chunk=16)  # exercises the padded tail
+    out = query_logits(engine.model, params, x, queries, chunk=16)
     assert out.shape == (3, 50, 5, 10) and out.dtype == np.float32
     for m in range(3):
         p = jax.tree.map(lambda a, m=m: a[m], params)

@@ -18,7 +18,8 @@ from lira_jax import store as store_lib
 from lira_jax.attacks import blia as blia_lib
 from lira_jax.data import load_dataset, membership
 from lira_jax.train import run
-from lira_jax.train.engine import Engine, query_logits
+from lira_jax.train.engine import Engine
+from lira_jax.train.query import query_logits
 
 REPO = Path(__file__).resolve().parents[1]
 # breast_cancer's defaults are an mlp on 30 features: a block trains in about a second.

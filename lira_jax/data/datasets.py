@@ -74,7 +74,9 @@ _TFDS_NAMES = {
 }
 _EMBEDDED = ("digits", "breast_cancer")
 _IDX = ("fashion_mnist_idx",)
-DEFAULT_IDX_DIR = "/usr/share/dataset-fashion-mnist"
+# Where Debian's `dataset-fashion-mnist` puts the four .gz files (`dpkg -L
+# dataset-fashion-mnist`).
+DEFAULT_IDX_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 def dataset_names() -> tuple[str, ...]:
@@ -151,7 +153,9 @@ def _read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _load_idx_dir(data_dir: str):
+def _load_idx_dir(data_dir: str | None):
+    default = not data_dir
+    data_dir = DEFAULT_IDX_DIR if default else data_dir
     files = {}
     for part in (
         "train-images-idx3-ubyte",
@@ -165,10 +169,11 @@ def _load_idx_dir(data_dir: str):
                 files[part] = candidate
                 break
         else:
+            where = f"the default directory {data_dir}" if default else f"data_dir={data_dir!r}"
             raise DatasetError(
-                f"fashion_mnist_idx: {part}[.gz] not found in data_dir={data_dir!r}. "
-                "Install Debian's 'dataset-fashion-mnist' package or pass --data_dir pointing at "
-                "the IDX files."
+                f"fashion_mnist_idx: {part}[.gz] not found in {where}. Install Debian's "
+                "'dataset-fashion-mnist' package (apt-get install dataset-fashion-mnist) or "
+                "pass --data_dir pointing at the IDX files."
             )
     x_train = _read_idx(files["train-images-idx3-ubyte"])[..., None] / 255.0
     y_train = _read_idx(files["train-labels-idx1-ubyte"])
@@ -253,7 +258,7 @@ def load_dataset(name: str, data_dir: str | None = None, max_train: int | None =
     Args:
       name: one of `dataset_names()`.
       data_dir: tfds data_dir (tfds datasets) or folder of IDX files (`fashion_mnist_idx`,
-        default /usr/share/dataset-fashion-mnist).
+        default `DEFAULT_IDX_DIR`, where Debian's package puts them).
       max_train: keep only the first `max_train` training examples (small runs).
 
     Returns:

@@ -13,14 +13,25 @@ from lira_jax.train.engine import (
     bytes_per_model,
     epoch_batches,
     model_keys,
-    query_logits,
     steps_per_epoch,
 )
 from lira_jax.train.params import SavedParams, load_params, params_sha256
+from lira_jax.train.query import (
+    QUERY_DEFAULTS,
+    QueryLayout,
+    QueryResult,
+    query_conv_impl,
+    query_layout,
+    query_logits,
+    query_pass,
+)
 from lira_jax.train.sharding import initialize_distributed, models_mesh, process_share
 
 __all__ = [
     "BACKEND_DEFAULTS",
+    "QUERY_DEFAULTS",
+    "QueryResult",
+    "QueryLayout",
     "COMPUTE_DTYPES",
     "Engine",
     "SavedParams",
@@ -38,6 +49,9 @@ __all__ = [
     "params",
     "params_sha256",
     "process_share",
+    "query_pass",
+    "query_conv_impl",
+    "query_layout",
     "query_logits",
     "run",
     "sharding",

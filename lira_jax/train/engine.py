@@ -56,7 +56,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lira_jax import failpoints
@@ -716,71 +716,3 @@ def auto_models_per_step(
 @functools.lru_cache(maxsize=32)
 def _cached_bytes_per_model(config: TrainConfig, image_shape: tuple[int, ...]) -> tuple[int, int]:
     return bytes_per_model(config, image_shape)
-
-
-@functools.lru_cache(maxsize=64)
-def _query_fn(model: nn.Module, queries: tuple, mesh: Mesh, model_chunk: int | None) -> Callable:
-    """The jitted query function for one (model, query set, mesh, chunk): compiled once per
-    shape, not once per block."""
-
-    def local(params, xb):
-        views = jnp.stack([augment.apply_query(xb, q) for q in queries])  # [A, n, ...]
-        flat = views.reshape((-1,) + xb.shape[1:])
-        out = map_models(lambda p: model.apply(p, flat), params, model_chunk)  # [B, A*n, C]
-        return out.reshape(out.shape[0], len(queries), xb.shape[0], -1).transpose(0, 2, 1, 3)
-
-    return jax.jit(
-        jax.shard_map(
-            local,
-            mesh=mesh,
-            in_specs=(P(MESH_AXIS), P()),
-            out_specs=P(MESH_AXIS),
-            check_vma=False,
-        )
-    )
-
-
-def query_logits(
-    model: nn.Module,
-    params: PyTree,
-    x: np.ndarray,
-    queries: tuple[augment.Query, ...],
-    chunk: int = 1024,
-    *,
-    devices: Sequence[jax.Device] | None = None,
-    model_chunk: int | None = None,
-) -> np.ndarray:
-    """Logits of every model on every example under every query.
-
-    Args:
-      model: the flax module.
-      params: stacked params, leading axis B.
-      x: [N, H, W, C] examples.
-      queries: the fixed query set (A queries).
-      chunk: examples per device call.
-      devices: devices the models axis is sharded over (default: all local devices).
-      model_chunk: models evaluated together per device (as in `Engine`).
-
-    Returns:
-      [B, N, A, C] float32 numpy array.
-    """
-    mesh = models_mesh(devices)
-    d = mesh.devices.size
-    chunk_models = _resolve_chunk(model_chunk, mesh.devices.flat[0].platform)
-    run = _query_fn(model, tuple(queries), mesh, chunk_models)
-    b = jax.tree.leaves(params)[0].shape[0]
-    size = padded_size(b, d)
-    if size != b:  # pad with copies of the last model; dropped below
-        params = jax.tree.map(
-            lambda p: jnp.concatenate([p, jnp.repeat(p[-1:], size - b, axis=0)]), params
-        )
-    params = jax.device_put(params, NamedSharding(mesh, P(MESH_AXIS)))
-    parts = []
-    for s in range(0, x.shape[0], chunk):
-        xb = x[s : s + chunk]
-        if xb.shape[0] < chunk and x.shape[0] > chunk:  # pad the tail: one compiled shape
-            pad = np.concatenate([xb, np.zeros((chunk - xb.shape[0],) + xb.shape[1:], xb.dtype)])
-            parts.append(np.asarray(run(params, pad))[:b, : xb.shape[0]])
-        else:
-            parts.append(np.asarray(run(params, xb))[:b])
-    return np.concatenate(parts, axis=1).astype(np.float32)

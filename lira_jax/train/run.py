@@ -49,14 +49,9 @@ from lira_jax.models import arch_names
 from lira_jax.train import accounting
 from lira_jax.train import params as params_lib
 from lira_jax.train.checkpoint import BlockCheckpointer
-from lira_jax.train.engine import (
-    Engine,
-    TrainConfig,
-    auto_models_per_step,
-    query_logits,
-    steps_per_epoch,
-)
+from lira_jax.train.engine import Engine, TrainConfig, auto_models_per_step, steps_per_epoch
 from lira_jax.train.pool import MIXTURE_KEYS, load_pool
+from lira_jax.train.query import query_pass
 
 __all__ = [
     "OPTIONAL_CONFIG",
@@ -76,7 +71,6 @@ __all__ = [
 ]
 
 PHASES = ("startup", "compile", "train", "query", "store_write")
-_IDENTITY = (augment.Query(False, 0, 0),)
 
 # Config keys that came after the first stores, with their "off" values. A config never
 # holds one at its off value (`canonical_config`): absent means off, so old stores reopen.
@@ -353,21 +347,26 @@ class BlockResult:
 
 
 def query_block(engine: Engine, params, plan: RunPlan, block: np.ndarray) -> BlockResult:
-    """The query phase: logits of a trained block, and its accuracies."""
-    ds, keep = plan.dataset, plan.keep[block]
-    logits = query_logits(engine.model, params, ds.x_train, plan.queries)
-    test_logits = query_logits(engine.model, params, ds.x_test, _IDENTITY)[:, :, 0]
+    """The query phase: logits of a trained block, and its accuracies (one `query_pass`
+    over the pool already on the devices, `engine.x`, and the test set). Accuracies on the
+    pool are against the labels each model was trained on."""
+    ds = plan.dataset
     y = ds.y_train if plan.labels is None else plan.labels.train_labels[block]
-    correct = logits[:, :, 0].argmax(-1) == y
-    in_acc = (correct & keep).sum(1) / keep.sum(1)
-    out_acc = (correct & ~keep).sum(1) / np.maximum((~keep).sum(1), 1)
-    test_acc = (test_logits.argmax(-1) == ds.y_test).mean(1)
+    res = query_pass(
+        engine.model,
+        params,
+        engine.x,
+        y,
+        plan.keep[block],
+        plan.queries,
+        ds.x_test,
+        ds.y_test,
+    )
     summary = {
-        "train_accuracy": [round(float(a), 5) for a in in_acc],
-        "out_accuracy": [round(float(a), 5) for a in out_acc],
-        "test_accuracy": [round(float(a), 5) for a in test_acc],
+        name: [round(float(a), 5) for a in getattr(res, name)]
+        for name in ("train_accuracy", "out_accuracy", "test_accuracy")
     }
-    return BlockResult(logits, test_logits, summary)
+    return BlockResult(res.logits, res.test_logits, summary)
 
 
 def _remove_finished_checkpoints(root: Path, store: store_lib.LogitStore) -> None:

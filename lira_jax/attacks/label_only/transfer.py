@@ -30,7 +30,8 @@ from lira_jax import signals
 from lira_jax.attacks.bank import AttackOutput, AttackUndefined
 from lira_jax.attacks.label_only.labels import label_bank
 from lira_jax.data.augment import Query
-from lira_jax.train.engine import Engine, TrainConfig, query_logits, steps_per_epoch
+from lira_jax.train.engine import Engine, TrainConfig, steps_per_epoch
+from lira_jax.train.query import query_logits
 
 __all__ = ["transfer_attack", "transfer_shadow_losses"]
 
