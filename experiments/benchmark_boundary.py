@@ -20,7 +20,7 @@ from absl import app, flags
 
 from experiments import flagdefs
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir or IDX folder of the run.")
+_DATA_DIR = flagdefs.DATA_DIR
 _NUM_TARGETS = flags.DEFINE_integer("num_targets", 8, "Models attacked (0 .. T-1).")
 _NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "First N examples (default: all).")
 _NUM_RANDOM = flags.DEFINE_integer("num_random", 100, "Random inputs for Li & Zhang's threshold.")

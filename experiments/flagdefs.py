@@ -11,6 +11,9 @@ from absl import app, flags
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: holds store/ (the logits) and results/.", required=True
 )
+DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "tfds data_dir (prepared datasets) or folder of IDX files."
+)
 
 
 # HopSkipJump's budget for the label-only boundary attack (ART's defaults: 50 iterations,

@@ -25,9 +25,7 @@ __all__ = ["CONFIG_KEYS", "make_config", "train_shadows"]
 _DATASET = flags.DEFINE_string(
     "dataset", "digits", f"Dataset name, one of {datasets.dataset_names()}."
 )
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "tfds data_dir (prepared datasets) or folder of IDX files."
-)
+_DATA_DIR = flagdefs.DATA_DIR
 _MAX_TRAIN = flags.DEFINE_integer(
     "max_train", None, "Use only the first N training examples (small runs)."
 )
