@@ -7,6 +7,12 @@ Every hyperparameter flag left unset takes the dataset's default from
 `experiments/configs`. The run is idempotent: models whose block is already complete in
 the store are skipped, so re-running the same command after an interruption finishes
 the job, and independent jobs can fill disjoint `--model_range`s of one store.
+
+Label memorization and privacy (issue 13): `--task=pair:A,B` or `parity` trains binary
+classifiers; `--num_canaries=K` flips half the labels of K canaries per model;
+`--label_dp_epsilon=E` trains every model on randomized-response labels (E-label-DP);
+`--dp_noise_multiplier=S` trains with DP-SGD and writes the privacy spent to
+results/privacy.json. `experiments.blia` sweeps label-DP's ε and attacks the canaries.
 """
 
 from __future__ import annotations
@@ -15,12 +21,19 @@ from absl import app, flags
 
 from experiments import configs, flagdefs
 from lira_jax import store as store_lib
-from lira_jax.data import datasets
+from lira_jax.data import TASK_HELP, datasets
 from lira_jax.models import CONV_IMPLS, arch_names
-from lira_jax.train import COMPUTE_DTYPES, sharding
-from lira_jax.train.run import parse_model_range, train_shadows
+from lira_jax.train import COMPUTE_DTYPES, accounting, sharding
+from lira_jax.train.run import OPTIONAL_CONFIG, canonical_config, parse_model_range, train_shadows
 
-__all__ = ["CONFIG_KEYS", "make_config", "train_shadows"]
+__all__ = [
+    "CONFIG_KEYS",
+    "config_from_flags",
+    "flag_overrides",
+    "make_config",
+    "run_kwargs_from_flags",
+    "train_shadows",
+]
 
 _DATASET = flags.DEFINE_string(
     "dataset", "digits", f"Dataset name, one of {datasets.dataset_names()}."
@@ -50,6 +63,40 @@ _STORE_TEST_LOGITS = flags.DEFINE_bool(
     "store_test_logits", None, "Also store every model's logits on the test set (influence)."
 )
 _SEED = flags.DEFINE_integer("seed", None, "Seed of the keep mask, inits and data orders.")
+_TASK = flags.DEFINE_string(
+    "task",
+    None,
+    f"Label task: {TASK_HELP}. Applied after --max_train. Default: all.",
+)
+_NUM_CANARIES = flags.DEFINE_integer(
+    "num_canaries",
+    None,
+    "K canary examples (fixed by the seed) whose label each model independently flips with "
+    "probability 1/2 (0: none; default 0, experiments.blia: 100).",
+)
+_LABEL_DP_EPSILON = flags.DEFINE_float(
+    "label_dp_epsilon",
+    None,
+    "Label-DP by randomized response with this epsilon, per model (unset or inf: off).",
+)
+_DP_NOISE_MULTIPLIER = flags.DEFINE_float(
+    "dp_noise_multiplier",
+    None,
+    "DP-SGD with this noise multiplier sigma (unset: plain SGD); Poisson sampling, "
+    "per-example clipping. Privacy spent -> results/privacy.json.",
+)
+_DP_CLIP_NORM = flags.DEFINE_float(
+    "dp_clip_norm", None, "DP-SGD's per-example clip norm C (default 1.0 with DP-SGD)."
+)
+_DP_DELTA = flags.DEFINE_float(
+    "dp_delta", None, "DP-SGD's delta the epsilon is reported at (default 1e-5 with DP-SGD)."
+)
+_DP_ACCOUNTANT = flags.DEFINE_enum(
+    "dp_accountant",
+    None,
+    list(accounting.ACCOUNTANTS),
+    "dp-accounting's accountant for DP-SGD's epsilon (default pld).",
+)
 _MODELS_PER_STEP = flags.DEFINE_integer(
     "models_per_step",
     None,
@@ -111,22 +158,38 @@ CONFIG_KEYS = (
     "queries",
     "seed",
     "store_test_logits",
+    *OPTIONAL_CONFIG,  # task, num_canaries, label_dp_epsilon, dp_*: absent when off
 )
 
 
 def make_config(dataset: str, **overrides) -> dict:
-    """The run config: the dataset's defaults, with every non-None override applied."""
+    """The run config: the dataset's defaults, with every non-None override applied.
+
+    With DP-SGD on (``dp_noise_multiplier`` set), an unset clip norm and δ take
+    `configs.DP_DEFAULTS`. Keys that are off (``task="all"``, no canaries, ε = inf, no
+    DP-SGD) are left out (`lira_jax.train.run.canonical_config`), so the config of a run
+    without them equals that of a store written before they existed.
+    """
     unknown = set(overrides) - set(CONFIG_KEYS)
     if unknown:
         raise ValueError(f"Unknown config keys {sorted(unknown)}; valid: {CONFIG_KEYS}.")
-    config = {"dataset": dataset, "max_train": None, **configs.defaults_for(dataset)}
+    config = {
+        "dataset": dataset,
+        "max_train": None,
+        **OPTIONAL_CONFIG,
+        **configs.defaults_for(dataset),
+    }
     config.update({k: v for k, v in overrides.items() if v is not None})
-    return {k: config[k] for k in CONFIG_KEYS}
+    if config["dp_noise_multiplier"] is not None:
+        for key, value in configs.DP_DEFAULTS.items():
+            if config[key] is None:
+                config[key] = value
+    return canonical_config({k: config[k] for k in CONFIG_KEYS})
 
 
-def config_from_flags() -> dict:
-    return make_config(
-        _DATASET.value,
+def flag_overrides() -> dict:
+    """The config overrides given by flags (None: the dataset's default)."""
+    return dict(
         max_train=_MAX_TRAIN.value,
         arch=_ARCH.value,
         num_models=_NUM_MODELS.value,
@@ -142,6 +205,33 @@ def config_from_flags() -> dict:
         queries=_QUERIES.value,
         seed=_SEED.value,
         store_test_logits=_STORE_TEST_LOGITS.value,
+        task=_TASK.value,
+        num_canaries=_NUM_CANARIES.value,
+        label_dp_epsilon=_LABEL_DP_EPSILON.value,
+        dp_noise_multiplier=_DP_NOISE_MULTIPLIER.value,
+        dp_clip_norm=_DP_CLIP_NORM.value,
+        dp_delta=_DP_DELTA.value,
+        dp_accountant=_DP_ACCOUNTANT.value,
+    )
+
+
+def config_from_flags(**changes) -> dict:
+    """The run config of the flags, with `changes` applied over them (None: unchanged)."""
+    overrides = flag_overrides()
+    overrides.update({k: v for k, v in changes.items() if v is not None})
+    return make_config(_DATASET.value, **overrides)
+
+
+def run_kwargs_from_flags() -> dict:
+    """The execution flags of `lira_jax.train.run.train_shadows` (not part of the config)."""
+    return dict(
+        data_dir=_DATA_DIR.value,
+        models_per_step=_MODELS_PER_STEP.value,
+        conv_impl=_CONV_IMPL.value,
+        compute_dtype=_COMPUTE_DTYPE.value,
+        logits_dtype=_LOGITS_DTYPE.value,
+        checkpoint_every=_CHECKPOINT_EVERY.value,
+        save_params=_SAVE_PARAMS.value,
     )
 
 
@@ -152,16 +242,7 @@ def run_from_flags() -> store_lib.LogitStore:
         start, stop = parse_model_range(model_range, config["num_models"])
         model_range = "{}:{}".format(*sharding.process_share(start, stop, index, count))
     return train_shadows(
-        config,
-        flagdefs.WORKDIR.value,
-        data_dir=_DATA_DIR.value,
-        model_range=model_range,
-        models_per_step=_MODELS_PER_STEP.value,
-        conv_impl=_CONV_IMPL.value,
-        compute_dtype=_COMPUTE_DTYPE.value,
-        logits_dtype=_LOGITS_DTYPE.value,
-        checkpoint_every=_CHECKPOINT_EVERY.value,
-        save_params=_SAVE_PARAMS.value,
+        config, flagdefs.WORKDIR.value, model_range=model_range, **run_kwargs_from_flags()
     )
 
 

@@ -3,7 +3,8 @@ saved parameters (train_shadows --save_params) against theirs.
 
     python -m experiments.verify --workdir=runs/digits
     # prints "OK: ..." and exits 0, or lists every missing/corrupt block with the command
-    # that recomputes it, and exits 1.
+    # that recomputes it (and every damaged array written at creation: keep, labels,
+    # canaries, per-model labels), and exits 1.
 
 Only reads (and never repairs): fixing means deleting the bad blocks' records and
 re-running train_shadows for them, which this prints.
@@ -32,6 +33,12 @@ def verify_run(workdir: str | Path) -> list[str]:
         problems.append(
             f"corrupt block {a}:{b} ({why}): delete {blocks}/m{a:06d}-{b:06d}.json, then run "
             f"train_shadows with the run's flags and --model_range={a}:{b}"
+        )
+    for name, why in store.corrupt_arrays():
+        problems.append(
+            f"corrupt array {name} ({why}): it was written when the store was created and "
+            "cannot be recomputed in place; re-create the store with the run's flags in a new "
+            "--workdir"
         )
     for a, b in store.missing_ranges():
         problems.append(

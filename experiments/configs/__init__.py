@@ -69,6 +69,11 @@ DATASET_DEFAULTS: dict[str, dict] = {
 }
 
 
+# DP-SGD's clip norm and δ when --dp_noise_multiplier is given without them (δ = 1e-5 is
+# below 1/N for every dataset here).
+DP_DEFAULTS = dict(dp_clip_norm=1.0, dp_delta=1e-5)
+
+
 def defaults_for(dataset: str) -> dict:
     """The defaults for `dataset` (the common ones for a dataset not listed)."""
     return dict(DATASET_DEFAULTS.get(dataset, _COMMON))

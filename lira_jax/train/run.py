@@ -5,8 +5,9 @@
 The run is a sequence of named phases, the same names the timing line reports at the end
 (``phases: startup=… compile=… train=… query=… store_write=… total=…``):
 
-- ``startup``: load and validate the data and config, the keep mask, create or open the
-  store, plan the blocks still missing (`prepare`);
+- ``startup``: load and validate the data and config, the keep mask, per-model labels
+  (canaries, label-DP) and DP-SGD's privacy, create or open the store, plan the blocks
+  still missing (`prepare`);
 - ``compile``: compile the block's training epoch (`Engine.compile`; with JAX's persistent
   compilation cache a re-run loads it instead);
 - ``train``: train one block (resuming from its checkpoint if a killed job left one);
@@ -21,12 +22,18 @@ under a claim so that concurrent jobs never train the same block; its checkpoint
 removed only once its completion record exists, and checkpoints of blocks that are
 complete (a job killed between the two) are removed at the start of the next run. Nothing a
 run writes depends on how it was split into processes or blocks, only on the config.
+
+Config keys added after stores existed (`OPTIONAL_CONFIG`: the task, canaries, label-DP,
+DP-SGD) are absent from a config when they are off (`canonical_config`), so a run with
+them off has the config, and the fingerprint, of a store written before they existed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -37,8 +44,9 @@ from absl import logging
 
 from lira_jax import failpoints
 from lira_jax import store as store_lib
-from lira_jax.data import augment, datasets, membership
+from lira_jax.data import augment, datasets, membership, tasks
 from lira_jax.models import arch_names
+from lira_jax.train import accounting
 from lira_jax.train import params as params_lib
 from lira_jax.train.checkpoint import BlockCheckpointer
 from lira_jax.train.engine import (
@@ -50,19 +58,58 @@ from lira_jax.train.engine import (
 )
 
 __all__ = [
+    "OPTIONAL_CONFIG",
     "PHASES",
     "BlockResult",
     "PhaseClock",
     "RunPlan",
     "blocks_of",
+    "canonical_config",
+    "check_config",
+    "config_option",
     "parse_model_range",
     "prepare",
     "query_block",
     "train_shadows",
+    "write_privacy",
 ]
 
 PHASES = ("startup", "compile", "train", "query", "store_write")
 _IDENTITY = (augment.Query(False, 0, 0),)
+
+# Config keys that came after the first stores, with their "off" values. A config never
+# holds one at its off value (`canonical_config`): absent means off, so old stores reopen.
+OPTIONAL_CONFIG = {
+    "task": "all",
+    "num_canaries": 0,
+    "label_dp_epsilon": None,  # None (or inf, stored as None): no randomized response
+    "dp_noise_multiplier": None,  # None: plain SGD
+    "dp_clip_norm": None,
+    "dp_delta": None,
+    "dp_accountant": "pld",
+}
+
+
+def canonical_config(config: dict) -> dict:
+    """The stored form of a run config: `OPTIONAL_CONFIG` keys at their off value removed.
+
+    ``label_dp_epsilon`` = inf becomes None (off; canonical JSON has no inf), and
+    ``dp_accountant`` is dropped without DP-SGD (there is nothing to account).
+    """
+    config = dict(config)
+    eps = config.get("label_dp_epsilon")
+    if isinstance(eps, int | float) and math.isinf(eps) and eps > 0:
+        config["label_dp_epsilon"] = None
+    if config.get("dp_noise_multiplier") is None:
+        config.pop("dp_accountant", None)
+    return {
+        k: v for k, v in config.items() if not (k in OPTIONAL_CONFIG and v == OPTIONAL_CONFIG[k])
+    }
+
+
+def config_option(config: dict, key: str):
+    """`config[key]` for an `OPTIONAL_CONFIG` key, its off value when absent."""
+    return config.get(key, OPTIONAL_CONFIG[key])
 
 
 class PhaseClock:
@@ -119,7 +166,9 @@ def blocks_of(models: np.ndarray, size: int) -> list[np.ndarray]:
     return [run[i : i + size] for run in runs for i in range(0, len(run), size)]
 
 
-def _check_names(config: dict) -> None:
+def check_config(config: dict) -> None:
+    """Validates a config's names and numbers that need no data (raises ValueError,
+    DatasetError naming the value)."""
     if config["dataset"] not in datasets.dataset_names():
         raise datasets.DatasetError(
             f"Unknown dataset {config['dataset']!r}; valid names: {datasets.dataset_names()}."
@@ -128,6 +177,15 @@ def _check_names(config: dict) -> None:
         raise ValueError(f"Unknown arch {config['arch']!r}; valid names: {arch_names()}.")
     # Validates num_models / pkeep with a clear message before any data is loaded.
     membership.keep_mask(config["seed"], config["num_models"], 1, config["pkeep"])
+    k = config_option(config, "num_canaries")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"num_canaries={k!r} must be an int >= 0 (0: no canaries).")
+    membership.label_noise_enabled(k, config_option(config, "label_dp_epsilon"))  # validates ε
+    if config_option(config, "dp_accountant") not in accounting.ACCOUNTANTS:
+        raise ValueError(
+            f"dp_accountant={config_option(config, 'dp_accountant')!r}; choose one of "
+            f"{accounting.ACCOUNTANTS}."
+        )
 
 
 @dataclasses.dataclass
@@ -143,6 +201,10 @@ class RunPlan:
       store: the writable store.
       blocks: model-index arrays still to train, in order (empty: nothing to do).
       model_range: the (start, stop) this job is responsible for.
+      steps: steps per epoch of every model (`steps_per_epoch(keep, batch_size)`).
+      labels: per-model labels (canaries, label-DP), or None when every model trains on
+        the dataset's labels.
+      privacy: DP-SGD's privacy spent (`accounting.privacy_of_run`), or None without DP-SGD.
     """
 
     config: dict
@@ -153,6 +215,9 @@ class RunPlan:
     store: store_lib.LogitStore
     blocks: list[np.ndarray]
     model_range: tuple[int, int]
+    steps: int = 0
+    labels: membership.ModelLabels | None = None
+    privacy: dict | None = None
 
     @property
     def num_todo(self) -> int:
@@ -173,16 +238,21 @@ def prepare(
     """The startup phase: validates everything, then creates or opens the store.
 
     Bad input raises before anything is written; an existing store of another config is
-    refused (never modified).
+    refused (never modified). The stored config is `canonical_config(config)`; the task
+    applies after ``max_train`` (which takes the first examples of the dataset's pool).
     """
-    _check_names(config)
+    config = canonical_config(config)
+    check_config(config)
     ds = datasets.load_dataset(config["dataset"], data_dir, config["max_train"])
+    ds = tasks.apply_task(ds, config_option(config, "task"))
+    if ds.tabular:
+        augment.check_tabular(config["queries"], config["augment_shift"], config["augment_mirror"])
     if config["augment_mirror"] and not ds.mirror_ok:
         raise ValueError(
             f"augment_mirror=True, but mirroring changes the labels of {ds.name!r} "
             "(e.g. digits); use --noaugment_mirror."
         )
-    queries = augment.query_set(config["queries"], ds.mirror_ok)
+    queries = augment.query_set(config["queries"], ds.mirror_ok, tabular=ds.tabular)
     num_models, num_examples = config["num_models"], ds.x_train.shape[0]
     keep = membership.keep_mask(config["seed"], num_models, num_examples, config["pkeep"])
     start, stop = parse_model_range(model_range, num_models)
@@ -202,8 +272,34 @@ def prepare(
         seed=config["seed"],
         conv_impl=conv_impl,
         compute_dtype=compute_dtype,
+        dp_noise_multiplier=config_option(config, "dp_noise_multiplier"),
+        dp_clip_norm=config_option(config, "dp_clip_norm"),
+        dp_delta=config_option(config, "dp_delta"),
     )
     train_config.validate()  # Before the store exists: a bad config writes nothing.
+    steps = steps_per_epoch(keep, config["batch_size"])
+    privacy = None
+    if train_config.dp:
+        privacy = accounting.privacy_of_run(
+            train_config, steps, config_option(config, "dp_accountant")
+        )
+    labels, arrays = None, {}
+    num_canaries = config_option(config, "num_canaries")
+    label_dp_epsilon = config_option(config, "label_dp_epsilon")
+    if membership.label_noise_enabled(num_canaries, label_dp_epsilon):
+        labels = membership.model_labels(
+            config["seed"],
+            ds.y_train,
+            ds.num_classes,
+            np.arange(num_models),
+            num_canaries=num_canaries,
+            label_dp_epsilon=label_dp_epsilon,
+        )
+        arrays = {
+            "canary": labels.canary,
+            "private_labels": labels.private_labels,
+            "train_labels": labels.train_labels,
+        }
     spec = store_lib.StoreSpec(
         num_models=num_models,
         num_examples=num_examples,
@@ -212,6 +308,7 @@ def prepare(
         query_names=augment.query_names(queries),
         config=config,
         num_test_examples=ds.x_test.shape[0] if config["store_test_logits"] else 0,
+        optional_arrays=tuple(arrays),
     )
     store = store_lib.create_or_open(
         Path(workdir) / "store",
@@ -220,6 +317,7 @@ def prepare(
         ds.y_train,
         logits_dtype,
         test_labels=ds.y_test if config["store_test_logits"] else None,
+        arrays=arrays,
     )
     todo = store.missing_models()
     todo = todo[(todo >= start) & (todo < stop)]
@@ -229,7 +327,19 @@ def prepare(
             train_config, ds.x_train.shape[1:], int(todo.size)
         )
         blocks = blocks_of(todo, size)
-    return RunPlan(config, ds, queries, keep, train_config, store, blocks, (start, stop))
+    return RunPlan(
+        config,
+        ds,
+        queries,
+        keep,
+        train_config,
+        store,
+        blocks,
+        (start, stop),
+        steps=steps,
+        labels=labels,
+        privacy=privacy,
+    )
 
 
 @dataclasses.dataclass
@@ -239,7 +349,8 @@ class BlockResult:
     Attributes:
       logits: [B, N, A, C] float32, every pool example under every query.
       test_logits: [B, T, C] float32, the test set under the identity query.
-      summary: per-model train (IN), OUT and test accuracy, for the block's record.
+      summary: per-model train (IN), OUT and test accuracy, for the block's record (train
+        and OUT accuracy against the labels each model trained on, `RunPlan.labels`).
     """
 
     logits: np.ndarray
@@ -252,7 +363,8 @@ def query_block(engine: Engine, params, plan: RunPlan, block: np.ndarray) -> Blo
     ds, keep = plan.dataset, plan.keep[block]
     logits = query_logits(engine.model, params, ds.x_train, plan.queries)
     test_logits = query_logits(engine.model, params, ds.x_test, _IDENTITY)[:, :, 0]
-    correct = logits[:, :, 0].argmax(-1) == ds.y_train
+    y = ds.y_train if plan.labels is None else plan.labels.train_labels[block]
+    correct = logits[:, :, 0].argmax(-1) == y
     in_acc = (correct & keep).sum(1) / keep.sum(1)
     out_acc = (correct & ~keep).sum(1) / np.maximum((~keep).sum(1), 1)
     test_acc = (test_logits.argmax(-1) == ds.y_test).mean(1)
@@ -279,7 +391,10 @@ def _remove_finished_checkpoints(root: Path, store: store_lib.LogitStore) -> Non
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None]):
+def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None], totals: dict):
+    """The engine's per-epoch callback: checks for divergence, logs, and sums DP-SGD's
+    truncated samples per model into ``totals`` (``dp_truncated``, ``dp_epochs_counted``)."""
+
     def progress(stats):
         loss = stats["loss"]
         if not np.all(np.isfinite(loss)):
@@ -289,6 +404,9 @@ def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None]):
                 "nothing of this block was written. Lower --learning_rate or raise "
                 "--warmup_epochs, in a new --workdir."
             )
+        if "dp_truncated" in stats:
+            totals["dp_truncated"] = totals.get("dp_truncated", 0) + stats["dp_truncated"]
+            totals["dp_epochs_counted"] = totals.get("dp_epochs_counted", 0) + 1
         log(
             f"models [{b0}, {b1}) epoch {stats['epoch']}/{config['epochs']}: "
             f"loss {loss.mean():.3f}, train acc {stats['accuracy'].mean():.3f}, "
@@ -296,6 +414,37 @@ def _progress(config: dict, b0: int, b1: int, log: Callable[[str], None]):
         )
 
     return progress
+
+
+def _block_extra(plan: RunPlan, totals: dict) -> dict:
+    """DP-SGD's part of a block record: the privacy spent and the truncated samples."""
+    if plan.privacy is None:
+        return {}
+    extra = {"privacy": plan.privacy}
+    if "dp_truncated" in totals:
+        # Epochs before a resumed checkpoint are not counted: dp_epochs_counted says how many.
+        extra["dp_truncated"] = [int(v) for v in np.asarray(totals["dp_truncated"])]
+        extra["dp_epochs_counted"] = int(totals["dp_epochs_counted"])
+    return extra
+
+
+def write_privacy(plan: RunPlan, workdir: str | Path) -> Path | None:
+    """Writes DP-SGD's privacy spent to ``workdir/results/privacy.json`` (None without it)."""
+    if plan.privacy is None:
+        return None
+    path = Path(workdir) / "results" / "privacy.json"
+    store_lib.write_text_atomic(path, json.dumps(plan.privacy, indent=2) + "\n")
+    return path
+
+
+def _privacy_line(privacy: dict) -> str:
+    p = privacy
+    return (
+        f"DP-SGD privacy spent ({p['accountant']} accountant): epsilon = {p['epsilon']} at "
+        f"delta = {p['delta']:g} (noise multiplier {p['noise_multiplier']:g}, clip norm "
+        f"{p['clip_norm']:g}, sampling probability {p['sampling_probability']:.4g}, "
+        f"{p['steps']} steps)"
+    )
 
 
 def train_shadows(
@@ -334,6 +483,10 @@ def train_shadows(
     Returns:
       The store.
 
+    With DP-SGD, the privacy spent is written to ``workdir/results/privacy.json``, into each
+    block's record (with the block's truncated samples, ``dp_truncated``) and logged last
+    but one.
+
     Raises:
       DatasetError, StoreError, ValueError: bad input, with a message saying what to do.
     """
@@ -355,6 +508,7 @@ def train_shadows(
         store, ds = plan.store, plan.dataset
         checkpoints = Path(workdir) / "checkpoints"
         _remove_finished_checkpoints(checkpoints, store)
+        privacy_path = write_privacy(plan, workdir)
     start, stop = plan.model_range
     if save_params:
         unsaved = [
@@ -371,6 +525,8 @@ def train_shadows(
             )
     if not plan.blocks:
         log(f"Models [{start}, {stop}) are already in {store.path}; nothing to train.")
+        if plan.privacy is not None:
+            log(f"{_privacy_line(plan.privacy)}; in {privacy_path}")
         log(clock.line())
         return store
     with clock("startup"):
@@ -378,7 +534,7 @@ def train_shadows(
             plan.train_config,
             ds.x_train,
             ds.y_train,
-            steps_per_epoch(plan.keep, config["batch_size"]),
+            plan.steps,
         )
     log(
         f"Training {plan.num_todo} of {config['num_models']} models ({ds.name}, "
@@ -406,12 +562,14 @@ def train_shadows(
                 ckpt = BlockCheckpointer(checkpoints, checkpoint_key, b0, b1, checkpoint_every)
                 with clock("compile"):
                     engine.compile(len(block))
+                totals: dict = {}
                 with clock("train"):
                     params = engine.train(
                         block,
                         plan.keep[block],
-                        progress=_progress(config, b0, b1, log),
+                        progress=_progress(config, b0, b1, log, totals),
                         checkpointer=ckpt,
+                        label_rows=None if plan.labels is None else plan.labels.train_labels[block],
                     )
                 with clock("query"):
                     result = query_block(engine, params, plan, block)
@@ -428,7 +586,7 @@ def train_shadows(
                     store.write_block(
                         b0,
                         result.logits,
-                        extra=extra,
+                        extra={**extra, **_block_extra(plan, totals)},
                         test_logits=result.test_logits if config["store_test_logits"] else None,
                     )
                     failpoints.hit("block_recorded")
@@ -451,5 +609,7 @@ def train_shadows(
             f"Skipped block(s) {skipped}: claimed or partly written by another job. Re-run "
             "the same command after it ends to fill whatever is still missing."
         )
+    if plan.privacy is not None:
+        log(f"{_privacy_line(plan.privacy)}; in {privacy_path}")
     log(clock.line())
     return store
