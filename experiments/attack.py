@@ -304,7 +304,8 @@ def query_options_from_flags() -> label_only.QueryOptions:
     )
 
 
-def run_from_flags() -> None:
+def attack_kwargs_from_flags() -> dict:
+    """Every argument of `attack` but the workdir, from the flags (for sweeps too)."""
     try:
         thresholds = tuple(float(v) for v in _GROUP_THRESHOLDS.value)
     except ValueError:
@@ -319,10 +320,9 @@ def run_from_flags() -> None:
             raise ValueError(
                 f"--rmia_offline_a={_RMIA_A.value!r} must be a number in [0, 1] or 'auto'."
             ) from None
-    attack(
-        flagdefs.WORKDIR.value,
-        _ATTACKS.value,
-        _NUM_TARGETS.value,
+    return dict(
+        attacks=_ATTACKS.value,
+        num_targets=_NUM_TARGETS.value,
         exposure=_EXPOSURE.value,
         query=query_options_from_flags(),
         num_bootstrap=_NUM_BOOTSTRAP.value,
@@ -332,6 +332,10 @@ def run_from_flags() -> None:
         rmia_gamma=_RMIA_GAMMA.value,
         rmia_offline_a=rmia_a,
     )
+
+
+def run_from_flags() -> None:
+    attack(flagdefs.WORKDIR.value, **attack_kwargs_from_flags())
 
 
 main = flagdefs.main_for(run_from_flags)
