@@ -50,6 +50,11 @@ _QUERY_TARGETS = flags.DEFINE_integer(
 _BOUNDARY_EXAMPLES = flags.DEFINE_integer(
     "boundary_examples", 0, "label_only_boundary attacks the first N pool examples (0: all)."
 )
+_TRANSFER_AUX = flags.DEFINE_integer(
+    "transfer_aux_examples",
+    0,
+    "label_only_transfer's auxiliary data: the first N test examples (0: the whole test split).",
+)
 _HSJ_RANDOM_INPUTS = flags.DEFINE_integer(
     "hsj_random_inputs",
     100,
@@ -293,13 +298,14 @@ def attack(
 
 
 def query_options_from_flags() -> label_only.QueryOptions:
-    """The `QueryOptions` of the --query_targets, --boundary_examples, --hsj_* and
-    --data_dir flags (HSJConfig imports JAX only when built)."""
+    """The `QueryOptions` of the --query_targets, --boundary_examples,
+    --transfer_aux_examples, --hsj_* and --data_dir flags."""
     return label_only.QueryOptions(
         num_targets=_QUERY_TARGETS.value,
         num_examples=_BOUNDARY_EXAMPLES.value,
         hsj=flagdefs.hsj_config(),
         num_random=_HSJ_RANDOM_INPUTS.value,
+        num_aux=_TRANSFER_AUX.value,
         data_dir=flagdefs.DATA_DIR.value,
     )
 

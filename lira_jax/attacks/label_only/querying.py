@@ -80,6 +80,8 @@ class QueryOptions:
       hsj: HopSkipJump's budget and layout.
       num_random: random inputs for Li & Zhang's unsupervised threshold (0: none).
       percentile: the percentile of random-input distances used as that threshold.
+      num_aux: the transfer attack's auxiliary set, the first n of the test split (0: all;
+        each target's shadow trains on it, so the cost is K × n).
       data_dir: where the run's dataset is read (as for `train_shadows`).
     """
 
@@ -88,13 +90,15 @@ class QueryOptions:
     hsj: HSJConfig = HSJConfig()
     num_random: int = 100
     percentile: float = 50.0
+    num_aux: int = 0
     data_dir: str | None = None
 
     def validate(self) -> None:
-        if self.num_targets < 0 or self.num_examples < 0 or self.num_random < 0:
+        counts = ("num_targets", "num_examples", "num_random", "num_aux")
+        if any(getattr(self, c) < 0 for c in counts):
             raise ValueError(
-                f"num_targets={self.num_targets}, num_examples={self.num_examples} and "
-                f"num_random={self.num_random} must be >= 0 (0: all / none)."
+                ", ".join(f"{c}={getattr(self, c)}" for c in counts)
+                + " must be >= 0 (0: all / none)."
             )
         if not 0 <= self.percentile <= 100:
             raise ValueError(f"percentile={self.percentile} must be in [0, 100].")
@@ -296,12 +300,13 @@ def evaluate_querying(
                     f"label_only_transfer needs the dataset's test split; {dataset.name!r} "
                     "has none."
                 )
-            aux = _aux_labels(workdir, store, dataset, targets)
+            num_aux = min(options.num_aux or dataset.x_test.shape[0], dataset.x_test.shape[0])
+            aux = _aux_labels(workdir, store, dataset, targets)[:, :num_aux]
             if log is not None:
-                log(f"transfer: training {k} shadow(s) on {aux.shape[1]} relabelled inputs")
+                log(f"transfer: training {k} shadow(s) on {num_aux} relabelled test inputs")
             losses = transfer_shadow_losses(
                 _attacker_train_config(store.config, store.num_classes),
-                dataset.x_test,
+                dataset.x_test[:num_aux],
                 aux,
                 dataset.x_train,
                 dataset.y_train,
