@@ -18,17 +18,18 @@ import time
 import numpy as np
 from absl import app, flags
 
-from lira_jax.attacks import ATTACKS, evaluate_signals, needed_signals, resolve_attacks
+from experiments import flagdefs
+from lira_jax.attacks import evaluate_signals, needed_signals, resolve_attacks
 from lira_jax.attacks.bank import signal_bank_from_logits
 from lira_jax.data import keep_mask
 
-_M = flags.DEFINE_integer("num_models", 256, "Models M.")
-_N = flags.DEFINE_integer("num_examples", 50_000, "Examples N.")
+_M = flagdefs.NUM_MODELS
+_N = flagdefs.NUM_EXAMPLES
 _A = flags.DEFINE_integer("num_queries", 18, "Queries A.")
 _C = flags.DEFINE_integer("num_classes", 10, "Classes C.")
-_T = flags.DEFINE_integer("num_targets", 16, "Target models.")
-_ATTACKS = flags.DEFINE_string("attacks", "all", f"Attacks to time: 'all' or from {list(ATTACKS)}.")
-_BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 0, "Bootstrap resamples.")
+_T = flagdefs.NUM_TARGETS
+_ATTACKS = flagdefs.ATTACKS
+_BOOTSTRAP = flagdefs.NUM_BOOTSTRAP
 
 
 class SyntheticLogits:
@@ -106,4 +107,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flagdefs.set_defaults(num_models=256, num_examples=50_000, num_targets=16, num_bootstrap=0)
     app.run(main)

@@ -20,12 +20,12 @@ from absl import app, flags
 
 from experiments import flagdefs
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir or IDX folder of the run.")
-_NUM_TARGETS = flags.DEFINE_integer("num_targets", 8, "Models attacked (0 .. T-1).")
-_NUM_EXAMPLES = flags.DEFINE_integer("num_examples", None, "First N examples (default: all).")
+_DATA_DIR = flagdefs.DATA_DIR
+_NUM_TARGETS = flagdefs.NUM_TARGETS  # models attacked: 0 .. T-1 (this binary's default 8)
+_NUM_EXAMPLES = flagdefs.NUM_EXAMPLES  # the first N pool examples (default: all)
 _NUM_RANDOM = flags.DEFINE_integer("num_random", 100, "Random inputs for Li & Zhang's threshold.")
 _PERCENTILE = flags.DEFINE_float("percentile", 50.0, "Percentile of random-input distances.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the searches.")
+_SEED = flagdefs.ATTACK_SEED
 
 
 def run_from_flags() -> None:
@@ -109,4 +109,5 @@ main = flagdefs.main_for(run_from_flags, trains=True)
 
 
 if __name__ == "__main__":
+    flagdefs.set_defaults(num_targets=8)
     app.run(main)

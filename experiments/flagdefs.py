@@ -17,6 +17,42 @@ COMPILE_CACHE = flags.DEFINE_string(
     "Directory of JAX's persistent compilation cache for binaries that train ('off': none). "
     "Default: $LIRA_JAX_CACHE_DIR, else $XDG_CACHE_HOME/lira_jax/jax (~/.cache/...).",
 )
+DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "tfds data_dir (prepared datasets) or folder of IDX files."
+)
+NUM_MODELS = flags.DEFINE_integer(
+    "num_models", None, "Number of models M (train_shadows: shadow models; default 64)."
+)
+NUM_EXAMPLES = flags.DEFINE_integer(
+    "num_examples", None, "Examples N (benchmarks: synthetic size, or the first N)."
+)
+
+# Attack flags (experiments.attack and the benchmarks that time attacks). A binary whose
+# default differs sets it with `set_defaults` before parsing.
+ATTACKS = flags.DEFINE_string(
+    "attacks",
+    "all",
+    "Comma-separated attack names, or 'all' (every attack the run has the inputs of); "
+    "names: lira_jax.attacks.ATTACKS and label_only.QUERYING_ATTACKS (an unknown name is "
+    "refused with the list).",
+)
+NUM_TARGETS = flags.DEFINE_integer(
+    "num_targets", 0, "How many models serve in turn as the target (0: every model)."
+)
+NUM_BOOTSTRAP = flags.DEFINE_integer(
+    "num_bootstrap", 100, "Bootstrap resamples of the examples for 95% intervals (0: none)."
+)
+ATTACK_SEED = flags.DEFINE_integer(
+    "attack_seed",
+    0,
+    "Seed of the bootstrap, the equal-size shadow sets, attack models and boundary searches.",
+)
+
+
+def set_defaults(**defaults) -> None:
+    """This binary's own defaults for shared flags (call before `app.run` parses)."""
+    for name, value in defaults.items():
+        flags.FLAGS.set_default(name, value)
 
 
 # HopSkipJump's budget for the label-only boundary attack (ART's defaults: 50 iterations,

@@ -38,14 +38,12 @@ __all__ = [
 _DATASET = flags.DEFINE_string(
     "dataset", "digits", f"Dataset name, one of {datasets.dataset_names()}."
 )
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "tfds data_dir (prepared datasets) or folder of IDX files."
-)
+_DATA_DIR = flagdefs.DATA_DIR
 _MAX_TRAIN = flags.DEFINE_integer(
     "max_train", None, "Use only the first N training examples (small runs)."
 )
 _ARCH = flags.DEFINE_string("arch", None, f"Model, one of {arch_names()}.")
-_NUM_MODELS = flags.DEFINE_integer("num_models", None, "Number of shadow models M.")
+_NUM_MODELS = flagdefs.NUM_MODELS
 _PKEEP = flags.DEFINE_float("pkeep", None, "Fraction of models each example is IN for.")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Training epochs.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Batch size per model.")

@@ -10,9 +10,8 @@ import pytest
 import scipy.stats
 
 from lira_jax import attacks, metrics
-from lira_jax.attacks import label_only
-from lira_jax.attacks.label_only import _shadows
-from lira_jax.attacks.label_only.augmentation import _pattern_counts, _patterns
+from lira_jax.attacks import label_only, shadow_sets
+from lira_jax.attacks.label_only.augmentation import _fold_pattern_counts, _patterns
 from lira_jax.data.membership import keep_mask
 
 LABEL_ONLY = [n for n in attacks.ATTACKS if n.startswith("label_only_")]
@@ -64,43 +63,21 @@ def test_label_only_scores_see_only_the_argmax():
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
-def test_equal_shadow_sets_do_not_depend_on_the_targets_membership():
-    keep = keep_mask(4, 9, 500, 0.5)
-    targets = np.arange(9)
-    from_in, from_out = _shadows.removed_models(keep, targets, seed=2)
-    ones = np.ones(keep.shape + (1,), np.int64)
-    _, n_in, _, n_out = _shadows.group_sums(ones, keep, (from_in, from_out))
-    count_in = keep.sum(0)
-    np.testing.assert_array_equal(n_in, np.broadcast_to(count_in - 1, n_in.shape))
-    np.testing.assert_array_equal(n_out, np.broadcast_to(9 - count_in - 1, n_out.shape))
-    for i, t in enumerate(targets):
-        assert np.all(keep[from_in[i], np.arange(500)]) and not np.any(
-            keep[from_out[i], np.arange(500)]
-        )
-        assert np.all((from_in[i] == t) == keep[t]) and np.all((from_out[i] == t) == ~keep[t])
-
-
-def _explicit_shadows(keep, target, removed, i):
-    """[M, N] bool shadow mask of one target, built from the removed models directly."""
-    use = np.ones(keep.shape, bool)
-    cols = np.arange(keep.shape[1])
-    for r in (removed[0][i], removed[1][i]):
-        use[r[r >= 0], cols[r >= 0]] = False
-    assert not use[target].any()
-    return use
-
-
-def test_augmentation_lira_and_count_match_an_explicit_recomputation():
-    logits, labels, keep = _logits(7, 150, num_queries=4, effect=1.0, seed=5)
+@pytest.mark.parametrize("balanced", [True, False])
+def test_augmentation_lira_and_count_match_an_explicit_recomputation(balanced):
+    logits, labels, keep = _logits(7 if balanced else 12, 150, num_queries=4, effect=1.0, seed=5)
+    if not balanced:  # every example IN for 2..10 of the 12 models
+        keep = np.random.default_rng(0).random(keep.shape) < 0.5
+        keep[:2], keep[2:4] = True, False
+        logits = logits + 2.0 * keep[:, :, None, None] * np.eye(10)[labels][None, :, None]
     bank = label_only.label_bank_from_logits(logits, labels, keep)
     correct = logits.argmax(-1) == labels[None, :, None]
     targets = np.array([0, 3, 6])
     alpha, beta = 0.5, 2.0
     lira = label_only.augmentation_lira_attack(bank, targets, seed=1, prior=(alpha, beta))
     count = label_only.augmentation_count_attack(bank, targets, seed=1)
-    removed = _shadows.removed_models(keep, targets, 1)
-    for i, t in enumerate(targets):
-        use = _explicit_shadows(keep, t, removed, i)
+    for t in targets:
+        use = shadow_sets.target_shadow_mask(keep, t, seed=1)
         want = np.zeros(150)
         for n in range(150):
             shadow_in, shadow_out = use[:, n] & keep[:, n], use[:, n] & ~keep[:, n]
@@ -108,6 +85,7 @@ def test_augmentation_lira_and_count_match_an_explicit_recomputation():
             p_out = (correct[shadow_out, n].sum(0) + alpha) / (shadow_out.sum() + alpha + beta)
             c = correct[t, n]
             want[n] = np.sum(np.where(c, np.log(p_in / p_out), np.log((1 - p_in) / (1 - p_out))))
+        i = list(targets).index(t)
         np.testing.assert_allclose(lira.scores[i], want, rtol=1e-10, atol=1e-12)
         # Count threshold: the best "count >= k" on the shadow pairs, found by brute force.
         counts = correct.sum(2)
@@ -123,24 +101,28 @@ def test_attack_model_trains_on_exactly_the_shadow_pairs_and_separates_them():
     correct = bank.correct
     ids, patterns = _patterns(correct)
     np.testing.assert_array_equal(patterns[ids], correct)  # patterns encode the vectors
-    targets = np.array([1, 4])
-    removed = _shadows.removed_models(keep, targets, 0)
-    c_in, c_out = _pattern_counts(ids, keep, targets, removed, len(patterns))
-    for i, t in enumerate(targets):
-        use = _explicit_shadows(keep, t, removed, i)
-        np.testing.assert_array_equal(
-            c_in[i], np.bincount(ids[use & keep], minlength=len(patterns))
-        )
-        np.testing.assert_array_equal(
-            c_out[i], np.bincount(ids[use & ~keep], minlength=len(patterns))
-        )
+    folds = [np.array([1]), np.array([2, 4])]
+    c_in, c_out = _fold_pattern_counts(ids, keep, folds, 0, len(patterns))
+    for f, fold in enumerate(folds):
+        use = shadow_sets.equalized_shadow_mask(keep, fold, seed=0)
+        assert not use[fold].any()
+        want_in, want_out = np.zeros(len(patterns), int), np.zeros(len(patterns), int)
+        for n in range(200):  # pair by pair
+            for m in range(6):
+                if use[m, n]:
+                    (want_in if keep[m, n] else want_out)[ids[m, n]] += 1
+        np.testing.assert_array_equal(c_in[f], want_in)
+        np.testing.assert_array_equal(c_out[f], want_out)
+        assert c_in[f].sum() == 200 * (keep.sum(0).min() - len(fold))
     # A vector that reveals membership exactly (members always correct on every query,
     # non-members never on the last): the learned attack ranks perfectly.
     predicted = np.where(keep[:, :, None], labels[None, :, None], bank.predicted)
     predicted[:, :, -1] = np.where(keep, labels, (labels + 1) % 10)
     sharp = label_only.LabelBank(keep, predicted, labels)
-    out = label_only.augmentation_model_attack(sharp, np.arange(6), seed=0)
-    assert metrics.auc(*metrics.roc_curve(out.scores.ravel(), keep.ravel())) == 1.0
+    for fold_size in (1, 2):
+        out = label_only.augmentation_model_attack(sharp, np.arange(6), seed=0, fold_size=fold_size)
+        assert out.extras["num_folds"] == 6 // fold_size
+        assert metrics.auc(*metrics.roc_curve(out.scores.ravel(), keep.ravel())) == 1.0
 
 
 def _clustered_auc_se(scores, truth, units):

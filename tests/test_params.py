@@ -1,5 +1,6 @@
 """Saved parameters (train_shadows --save_params): round trip, checksums, clear errors."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -97,3 +98,68 @@ def test_boundary_benchmark_binary_runs_on_saved_params(run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 targets x 16 examples" in proc.stdout and "queries/s" in proc.stdout
     assert "threshold=shadow: AUC" in proc.stdout and "threshold=random: AUC" in proc.stdout
+
+
+def _without_seconds(entry):
+    return {k: v for k, v in entry.items() if k != "seconds"}
+
+
+def test_attack_binary_runs_the_querying_attacks_and_the_labels_exposure(run):
+    from experiments import attack
+    from lira_jax.attacks import ATTACKS, NEEDS_SCORES, label_only, needs_scores
+
+    hsj = label_only.HSJConfig(iterations=1, init_evals=5, max_evals=10, init_size=8)
+    query = label_only.QueryOptions(num_targets=2, hsj=hsj, num_random=8)
+    logits = attack.attack(run, "all", query=query, log=_quiet)
+    # "all": every registered attack, and both querying attacks (models 0-1 have params).
+    assert set(logits) == set(ATTACKS) | set(label_only.QUERYING_ATTACKS)
+    for name in label_only.QUERYING_ATTACKS:
+        assert logits[name]["num_targets"] == 2 and 0 <= logits[name]["auc"] <= 1
+    details = logits["label_only_boundary"]["details"]
+    assert 1 <= details["queries_mean"] <= details["queries_max"]
+    assert set(details["random_threshold_operating_point"]) >= {"tpr", "fpr"}
+
+    # A target that exposes labels only (the CLI flag): score-based attacks are undefined
+    # entries with the reason, label-only ones give exactly the entries computed from
+    # logits (they read only the argmax; the sweep's masking column relies on it).
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.attack",
+            f"--workdir={run}",
+            "--exposure=labels",
+            "--query_targets=0",  # all 4 targets: models 2-3 have no params, so no querying
+            "--num_bootstrap=0",
+        ],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    labels = json.loads((run / "results" / "attacks.json").read_text())
+    assert set(labels) == set(ATTACKS)
+    for name, entry in labels.items():
+        if name in ATTACKS and needs_scores(ATTACKS[name]):
+            assert entry == {
+                "undefined": True,
+                "reason": NEEDS_SCORES,
+                "num_targets": 4,
+                "num_examples": 120,
+            }, name
+        else:
+            assert _without_seconds(entry) == _without_seconds(logits[name]), name
+    assert "labels only" in (run / "results" / "attacks.md").read_text()
+
+    # Three query targets: model 2 has no saved params and the store no test logits, so
+    # "all" leaves both out, and naming one is one error naming the flag.
+    query3 = label_only.QueryOptions(num_targets=3, hsj=hsj, num_random=8)
+    names, querying = attack.select_attacks("all", store_lib.open_store(run / "store"), 4, query3)
+    assert querying == [] and names == list(ATTACKS)
+    with pytest.raises(ValueError, match=r"label_only_boundary needs .*\[2\].*--save_params"):
+        attack.attack(run, "label_only_gap,label_only_boundary", query=query3, log=_quiet)
+    with pytest.raises(ValueError, match="label_only_transfer needs .*--store_test_logits"):
+        attack.attack(run, "label_only_transfer", query=query3, log=_quiet)

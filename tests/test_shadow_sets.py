@@ -95,3 +95,30 @@ def test_group_removals_match_a_direct_reading():
             kept = np.where(use & group, values, 0.0).sum(0)
             full = np.where(group, values, 0.0).sum(0)
             np.testing.assert_allclose(full - np.where(r[i], v[i], 0.0), kept, atol=1e-12)
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+@pytest.mark.parametrize("dtype", [bool, np.float64])
+def test_group_sums_of_per_query_values_match_explicit_shadow_masks(balanced, dtype):
+    keep = _keep(m=10, n=80, seed=3, balanced=balanced)
+    rng = np.random.default_rng(1)
+    values = (
+        (rng.random(keep.shape + (3,)) < 0.4)
+        if dtype is bool
+        else rng.normal(size=keep.shape + (3,))
+    )
+    targets = np.array([0, 4, 9])
+    sum_in, count_in, sum_out, count_out = shadow_sets.shadow_group_sums(values, keep, targets, 5)
+    assert sum_in.shape == (3, 80, 3) and count_in.shape == (3, 80)
+    if dtype is bool:
+        assert np.issubdtype(sum_in.dtype, np.integer)
+    for i, t in enumerate(targets):
+        use = shadow_sets.target_shadow_mask(keep, t, seed=5)
+        for group, s, c in ((keep, sum_in, count_in), (~keep, sum_out, count_out)):
+            sel = use & group
+            want = np.array([values[sel[:, n], n].sum(0) for n in range(80)])
+            np.testing.assert_allclose(s[i], want, atol=1e-12)
+            np.testing.assert_array_equal(c[i], sel.sum(0))
+    # [M, N] values give the same sums as one query of [M, N, 1].
+    flat = shadow_sets.shadow_group_sums(values[..., 0], keep, targets, 5)
+    np.testing.assert_allclose(flat[0], sum_in[..., 0], atol=1e-12)

@@ -10,12 +10,17 @@ from lira_jax.attacks.bank import (
 )
 from lira_jax.attacks.evaluate import (
     ATTACKS,
+    EXPOSURES,
+    NEEDS_SCORES,
     Attack,
     AttackFn,
     evaluate_attacks,
     evaluate_logits,
     evaluate_signals,
+    exposed_bank,
+    label_exposure,
     needed_signals,
+    needs_scores,
     resolve_attacks,
 )
 from lira_jax.attacks.lira import (
@@ -33,6 +38,8 @@ from lira_jax.attacks.yeom import yeom_attack
 
 __all__ = [
     "ATTACKS",
+    "EXPOSURES",
+    "NEEDS_SCORES",
     "Attack",
     "AttackFn",
     "AttackOutput",
@@ -42,11 +49,14 @@ __all__ = [
     "evaluate_attacks",
     "evaluate_logits",
     "evaluate_signals",
+    "exposed_bank",
     "global_threshold_attack",
     "global_threshold_scores",
+    "label_exposure",
     "lira_attack",
     "lira_scores",
     "needed_signals",
+    "needs_scores",
     "reference_attack",
     "resolve_attacks",
     "rmia_attack",

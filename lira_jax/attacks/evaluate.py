@@ -20,6 +20,12 @@ loss, Sablayrolles' τ_z, Song's class thresholds, Shokri's P(IN) ≥ ½) an
 name: the same metrics restricted to the examples of that group (members and
 non-members of the group, pooled over targets)}. An attack the data cannot support is
 reported as {"undefined": True, "reason": ...} instead of a number.
+
+Exposure: what the target returns. `exposure="logits"` (scores) lets every attack run;
+`exposure="labels"` (a target that returns only its predicted label, i.e. confidence
+masking) reduces the logits to predicted labels before any attack sees them, and every
+attack that needs scores is reported undefined with the reason `NEEDS_SCORES` — not an
+error and not dropped — while the label-only attacks run as usual.
 """
 
 from __future__ import annotations
@@ -44,14 +50,23 @@ from lira_jax.attacks.yeom import yeom_attack
 
 __all__ = [
     "ATTACKS",
+    "EXPOSURES",
+    "NEEDS_SCORES",
     "Attack",
     "AttackFn",
     "evaluate_attacks",
     "evaluate_logits",
     "evaluate_signals",
+    "exposed_bank",
+    "label_exposure",
     "needed_signals",
+    "needs_scores",
     "resolve_attacks",
 ]
+
+EXPOSURES = ("logits", "labels")
+NEEDS_SCORES = "needs scores; the target exposes labels only"
+_LABEL_SIGNALS = frozenset({"predicted", "labels"})
 
 AttackFn = Callable[..., AttackOutput]
 """fn(bank: SignalBank, targets: [T] int, *, seed: int, **options) -> AttackOutput (scores
@@ -138,8 +153,41 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
+def needs_scores(attack: Attack) -> bool:
+    """Whether an attack reads anything beyond predicted labels (so a target that exposes
+    only labels cannot be attacked with it)."""
+    return not set(attack.needs) <= _LABEL_SIGNALS
+
+
+def label_exposure(
+    results: Mapping[str, dict], registry: Mapping[str, Attack] | None = None
+) -> dict[str, dict]:
+    """The results a labels-only target gives, from results computed with its logits.
+
+    Entries of attacks that need scores become undefined with the reason `NEEDS_SCORES`;
+    label-only entries are kept as they are: those attacks read only the argmax of the
+    logits, so their scores under either exposure are identical.
+
+    Args:
+      results: {name: entry} of `evaluate_signals` (exposure "logits").
+      registry: where the names are looked up (default `ATTACKS`); names not in it are
+        taken to be label-only (e.g. the boundary and transfer attacks).
+    """
+    registry = ATTACKS if registry is None else registry
+    out = {}
+    for name, res in results.items():
+        if name in registry and needs_scores(registry[name]):
+            keep = ("num_targets", "num_examples")
+            out[name] = {"undefined": True, "reason": NEEDS_SCORES, **{k: res[k] for k in keep}}
+        else:
+            out[name] = res
+    return out
+
+
 def resolve_attacks(
-    names: str | Sequence[str], available: Iterable[str] | None = None
+    names: str | Sequence[str],
+    available: Iterable[str] | None = None,
+    registry: Mapping[str, Attack] | None = None,
 ) -> list[str]:
     """Expands and validates attack names.
 
@@ -147,6 +195,7 @@ def resolve_attacks(
       names: "all", one name, a comma-separated string of names, or a sequence of names.
       available: signals the data provides (e.g. `SignalBank.available`); None = all.
         "all" then selects only the attacks these signals support.
+      registry: the attacks to choose from (default `ATTACKS`).
 
     Returns:
       The attack names in the order given ("all": the order of `ATTACKS`), without repeats.
@@ -155,23 +204,24 @@ def resolve_attacks(
       ValueError: if a name is unknown, an explicitly named attack needs a signal that is
         not available, or nothing is selected.
     """
+    registry = ATTACKS if registry is None else registry
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     names = list(names)
-    unknown = [n for n in names if n != "all" and n not in ATTACKS]
+    unknown = [n for n in names if n != "all" and n not in registry]
     if unknown:
-        raise ValueError(f"Unknown attack(s) {unknown}; valid names: {['all', *ATTACKS]}.")
+        raise ValueError(f"Unknown attack(s) {unknown}; valid names: {['all', *registry]}.")
     if not names:
-        raise ValueError(f"No attack selected; valid names: {['all', *ATTACKS]}.")
+        raise ValueError(f"No attack selected; valid names: {['all', *registry]}.")
     have = None if available is None else set(available)
     selected = []
     for n in names:
         if n == "all":
             selected.extend(
-                a for a, spec in ATTACKS.items() if have is None or set(spec.needs) <= have
+                a for a, spec in registry.items() if have is None or set(spec.needs) <= have
             )
             continue
-        missing = [] if have is None else sorted(set(ATTACKS[n].needs) - have)
+        missing = [] if have is None else sorted(set(registry[n].needs) - have)
         if missing:
             raise ValueError(
                 f"Attack {n!r} needs {missing}, which the data lacks (have {sorted(have)}); "
@@ -281,6 +331,9 @@ def evaluate_signals(
     level: float = 0.95,
     fpr_levels: Sequence[float] = metrics.FPR_LEVELS,
     attack_options: Mapping[str, Mapping] | None = None,
+    exposure: str = "logits",
+    registry: Mapping[str, Attack] | None = None,
+    require_defined: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Runs attacks on a `SignalBank` with each of the first `num_targets` models as target.
@@ -305,6 +358,13 @@ def evaluate_signals(
       fpr_levels: FPR levels of the TPR metrics.
       attack_options: {attack name: keyword arguments for its function}, e.g.
         {"shokri": {"num_epochs": 10}, "rmia_offline": {"a": 0.5}}.
+      exposure: "logits", or "labels": attacks that need scores are reported undefined
+        (`NEEDS_SCORES`) without being run, even if the bank has scores; "all" then
+        means every attack.
+      registry: the attacks to choose from (default `ATTACKS`), e.g. entries whose
+        functions carry precomputed inputs (the boundary and transfer attacks).
+      require_defined: raise if every attack is undefined (False: return the entries;
+        for callers that evaluate more attacks elsewhere).
       log: optional progress callback (one line per attack).
 
     Returns:
@@ -318,7 +378,16 @@ def evaluate_signals(
     num_models = bank.num_models
     if not 1 <= num_targets <= num_models:
         raise ValueError(f"{num_targets=} must be between 1 and the number of models {num_models}.")
-    names = resolve_attacks(attack_names, bank.available)
+    if exposure not in EXPOSURES:
+        raise ValueError(f"exposure={exposure!r} must be one of {EXPOSURES}.")
+    registry = ATTACKS if registry is None else registry
+    masked = exposure == "labels"
+    names = resolve_attacks(attack_names, None if masked else bank.available, registry)
+    if masked:
+        bank.require(
+            {s for n in names if not needs_scores(registry[n]) for s in registry[n].needs},
+            "label-only",
+        )
     options = dict(attack_options or {})
     stray = sorted(set(options) - set(names))
     if stray:
@@ -339,8 +408,13 @@ def evaluate_signals(
     for name in names:
         start = time.perf_counter()
         base = {"num_targets": int(num_targets), "num_examples": int(bank.num_examples)}
+        if masked and needs_scores(registry[name]):
+            results[name] = {"undefined": True, "reason": NEEDS_SCORES, **base}
+            if log is not None:
+                log(f"{name}: undefined ({NEEDS_SCORES})")
+            continue
         try:
-            output = ATTACKS[name].fn(bank, targets, **{"seed": seed, **options.get(name, {})})
+            output = registry[name].fn(bank, targets, **{"seed": seed, **options.get(name, {})})
             scores = np.asarray(output.scores, dtype=np.float64)
             if scores.shape != (num_targets, bank.num_examples):
                 raise RuntimeError(
@@ -390,7 +464,7 @@ def evaluate_signals(
         curves[name] = curve
         if log is not None:
             log(f"{name}: AUC {res['auc']:.4f} ({res['seconds']:.1f} s)")
-    if not curves:
+    if not curves and require_defined:
         reasons = "; ".join(f"{n}: {r['reason']}" for n, r in results.items())
         raise ValueError(f"Every requested attack is undefined on this data. {reasons}")
     return results, curves
@@ -444,7 +518,8 @@ def evaluate_logits(
       attack_names: names accepted by `resolve_attacks`.
       num_targets: models 0 .. num_targets-1 serve in turn as the target.
       **kwargs: keyword arguments of `evaluate_signals`: groups, group_names,
-        num_bootstrap, seed, level, fpr_levels, attack_options, log.
+        num_bootstrap, seed, level, fpr_levels, attack_options, exposure, registry, log.
+        With exposure "labels" the bank holds only the predicted labels.
 
     Returns:
       (results, curves) as in `evaluate_signals`.
@@ -453,11 +528,42 @@ def evaluate_logits(
       ValueError: on NaN/inf logits (naming the models), bad shapes or labels, or as
         `evaluate_signals`.
     """
-    names = resolve_attacks(attack_names)
+    registry = kwargs.get("registry") or ATTACKS
+    names = resolve_attacks(attack_names, registry=registry)
     num_models = np.shape(keep)[0] if np.ndim(keep) == 2 else None
     if num_models is not None and not 1 <= num_targets <= num_models:
         raise ValueError(f"{num_targets=} must be between 1 and the number of models {num_models}.")
-    bank = signal_bank_from_logits(
-        logits, labels, keep, signal_names=needed_signals(names), log=kwargs.get("log")
+    signal_names = {s for n in names for s in registry[n].needs}
+    bank = exposed_bank(
+        logits, labels, keep, signal_names, kwargs.get("exposure", "logits"), kwargs.get("log")
     )
     return evaluate_signals(bank, names, num_targets, **kwargs)
+
+
+def exposed_bank(
+    logits,
+    labels: np.ndarray,
+    keep: np.ndarray,
+    signal_names: Iterable[str],
+    exposure: str = "logits",
+    log: Callable[[str], None] | None = None,
+) -> SignalBank:
+    """The `SignalBank` of what a target exposes.
+
+    Args:
+      logits: [M, N, A, C] logits (array or lazy array, read in blocks of models).
+      labels: [N] true labels.
+      keep: [M, N] membership.
+      signal_names: the signals wanted (`Attack.needs`; "labels" is ignored).
+      exposure: "logits": those signals; "labels": the predicted labels only, whatever
+        is wanted (scores never enter the bank).
+      log: progress callback.
+    """
+    if exposure not in EXPOSURES:
+        raise ValueError(f"exposure={exposure!r} must be one of {EXPOSURES}.")
+    if exposure == "labels":
+        return SignalBank(
+            keep=keep, predicted=label_only.predicted_labels(logits), labels=np.asarray(labels)
+        )
+    wanted = set(signal_names) - {"labels"}
+    return signal_bank_from_logits(logits, labels, keep, signal_names=wanted, log=log)

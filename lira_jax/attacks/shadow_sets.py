@@ -248,30 +248,37 @@ def target_shadow_masks(bank_or_keep, targets: np.ndarray, seed: int):
             yield shadow_mask(bank.keep, t, drop[i])
 
 
+def _trailing(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A [.., N] mask with singleton axes appended to broadcast against `values`' trailing
+    axes (values [M, N, ...])."""
+    return mask.reshape(mask.shape + (1,) * (values.ndim - 2))
+
+
 def group_removals(
     values: np.ndarray, keep: np.ndarray, targets: np.ndarray, drop: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What each target's IN group and OUT group lose, for a per-model signal [M, N].
+    """What each target's IN group and OUT group lose, for a per-model signal [M, N, ...].
 
     For a balanced mask: the target's own value leaves the group it is in; the dropped
     model's value leaves the other group. Sums over a group's shadows are Σ_group − v·r.
 
     Args:
-      values: [M, N] per-model signal.
+      values: [M, N, ...] per-model signal (e.g. [M, N, A] per query).
       keep: [M, N] bool.
       targets: [T] target indices.
       drop: [T, N] from `equalizing_drop` (−1: nothing dropped).
 
     Returns:
-      (v_in, r_in, v_out, r_out), each [T, N]: the value removed from the IN (OUT) group
-      and whether one is removed.
+      (v_in, r_in, v_out, r_out): v_in, v_out [T, N, ...] the value removed from the IN
+      (OUT) group; r_in, r_out [T, N] bool, whether one is removed.
     """
+    values = np.asarray(values)
     own = values[targets]
     has = drop >= 0
-    dropped = np.take_along_axis(values, np.where(has, drop, 0), axis=0)
+    dropped = values[np.where(has, drop, 0), np.arange(values.shape[1])[None, :]]
     target_in = keep[targets]
-    v_in = np.where(target_in, own, dropped)
-    v_out = np.where(target_in, dropped, own)
+    v_in = np.where(_trailing(target_in, values), own, dropped)
+    v_out = np.where(_trailing(target_in, values), dropped, own)
     return v_in, target_in | has, v_out, ~target_in | has
 
 
@@ -281,31 +288,40 @@ def shadow_group_sums(
     """Per target and example, the sum and count of `values` over its IN and OUT shadows.
 
     Args:
-      values: [M, N] per-model signal.
-      bank_or_keep: a `SignalBank` (draws are memoised on it) or the keep mask [M, N].
+      values: [M, N, ...] per-model signal (trailing axes, e.g. queries, are summed
+        separately); bool or integer values give integer sums.
+      bank_or_keep: a `SignalBank` or `LabelBank` (draws are memoised on it) or the keep
+        mask [M, N].
       targets: [T] target indices.
       seed: the attack's seed.
 
     Returns:
-      (sum_in, count_in, sum_out, count_out), each [T, N] (counts int64).
+      (sum_in, count_in, sum_out, count_out): sums [T, N, ...], counts [T, N] int64.
     """
     bank = _with_cache(bank_or_keep)
     keep = bank.keep
+    values = np.asarray(values)
+    if values.ndim < 2 or values.shape[:2] != keep.shape:
+        raise ValueError(
+            f"values must be [M, N, ...] with [M, N]={keep.shape}, got {values.shape}."
+        )
     targets = np.asarray(targets, dtype=np.int64).reshape(-1)
     drop = cached_drop(bank, targets, seed)
     if drop is not None:
         v_in, r_in, v_out, r_out = group_removals(values, keep, targets, drop)
-        sum_in = np.sum(values, axis=0, where=keep) - np.where(r_in, v_in, 0.0)
-        sum_out = np.sum(values, axis=0, where=~keep) - np.where(r_out, v_out, 0.0)
+        total_in = np.sum(values, axis=0, where=_trailing(keep, values))
+        total_out = np.sum(values, axis=0, where=_trailing(~keep, values))
+        sum_in = total_in - np.where(_trailing(r_in, values), v_in, 0)
+        sum_out = total_out - np.where(_trailing(r_out, values), v_out, 0)
         count_in = keep.sum(axis=0) - r_in.astype(np.int64)
         count_out = (~keep).sum(axis=0) - r_out.astype(np.int64)
         return sum_in, count_in, sum_out, count_out
+    sums_in, sums_out = [], []
     shape = (targets.size, keep.shape[1])
-    sum_in, sum_out = np.empty(shape), np.empty(shape)
     count_in, count_out = np.empty(shape, np.int64), np.empty(shape, np.int64)
     for i, use in enumerate(target_shadow_masks(bank, targets, seed)):
-        sum_in[i] = np.sum(values, axis=0, where=use & keep)
-        sum_out[i] = np.sum(values, axis=0, where=use & ~keep)
+        sums_in.append(np.sum(values, axis=0, where=_trailing(use & keep, values)))
+        sums_out.append(np.sum(values, axis=0, where=_trailing(use & ~keep, values)))
         count_in[i] = (use & keep).sum(axis=0)
         count_out[i] = (use & ~keep).sum(axis=0)
-    return sum_in, count_in, sum_out, count_out
+    return np.stack(sums_in), count_in, np.stack(sums_out), count_out

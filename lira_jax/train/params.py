@@ -39,6 +39,7 @@ __all__ = [
     "params_problems",
     "params_sha256",
     "save_block_params",
+    "saved_models",
 ]
 
 PyTree = Any
@@ -123,6 +124,15 @@ def _records_by_model(store: store_lib.LogitStore) -> dict[int, dict]:
         for m in range(int(record["start"]), int(record["stop"])):
             by_model[m] = record
     return by_model
+
+
+def saved_models(store: store_lib.LogitStore) -> np.ndarray:
+    """[M] bool: the models whose block record says their parameters were saved (read from
+    the records only; `load_params` checks the files)."""
+    saved = np.zeros(store.num_models, bool)
+    for m, record in _records_by_model(store).items():
+        saved[m] = SHA_KEY in record.get("extra", {})
+    return saved
 
 
 def load_params(workdir: str | Path, models: Sequence[int] | np.ndarray) -> SavedParams:

@@ -7,6 +7,8 @@
     from saved parameters (Choquette-Choo et al.; Li & Zhang 2021).
   * `transfer_attack` on `transfer_shadow_losses`: a shadow trained on the target's labels
     of the test split (Li & Zhang 2021).
+  * `evaluate_querying` (`querying`): the last two on a training run (`QUERYING_ATTACKS`:
+    what they need, `missing_inputs`: what a run lacks), as `experiments.attack` runs them.
 
 Every attack takes a bank (a `LabelBank`, or a `SignalBank` reduced to its labels-only
 view) and target indices, like the score-based attacks, and returns an `AttackOutput`.
@@ -29,6 +31,19 @@ from lira_jax.attacks.label_only.labels import (
     predicted_labels,
 )
 
+# The attacks that query the models (registered by `experiments.attack`, not in
+# `lira_jax.attacks.ATTACKS`: their inputs come from the run, see `querying`).
+QUERYING_ATTACKS = {
+    "label_only_boundary": (
+        "label-only: HopSkipJump distance to the decision boundary (Choquette-Choo et al. "
+        "2021; Li & Zhang 2021)"
+    ),
+    "label_only_transfer": (
+        "label-only: loss of a shadow trained on the target's labels of the test split "
+        "(Li & Zhang 2021)"
+    ),
+}
+
 _LAZY = {
     "BoundaryDistances": "boundary",
     "HSJConfig": "boundary",
@@ -36,6 +51,9 @@ _LAZY = {
     "clip_range": "boundary",
     "hsj_distances": "boundary",
     "random_inputs": "boundary",
+    "QueryOptions": "querying",
+    "evaluate_querying": "querying",
+    "missing_inputs": "querying",
     "transfer_attack": "transfer",
     "transfer_shadow_losses": "transfer",
 }
@@ -52,15 +70,19 @@ __all__ = [
     "BoundaryDistances",
     "HSJConfig",
     "LabelBank",
+    "QUERYING_ATTACKS",
+    "QueryOptions",
     "augmentation_count_attack",
     "augmentation_lira_attack",
     "augmentation_model_attack",
     "boundary_attack",
     "clip_range",
+    "evaluate_querying",
     "gap_attack",
     "hsj_distances",
     "label_bank",
     "label_bank_from_logits",
+    "missing_inputs",
     "predicted_labels",
     "random_inputs",
     "transfer_attack",

@@ -33,12 +33,17 @@ index, global example index), not of the chunking. The budget (iterations, evalu
 is passed as traced scalars: one compilation serves every budget of a given model,
 `example_chunk` and `eval_batch`.
 
-Scoring (`boundary_attack`): score = distance. Two operating points: a threshold
-calibrated on shadow models — the other models whose distances were computed, with the
-equal-size IN/OUT shadow sets of every attack (`_shadows`), the distance maximising
-TPR − FPR over their pooled (model, example) pairs — and Li & Zhang's unsupervised one:
-the `percentile`-th percentile of the target's distances on random inputs (each labelled
-by the target itself), which needs no shadow data.
+Scoring (`boundary_attack`): score = distance, which uses no shadow model, so the scores
+and the AUC do not depend on any shadow set. Two operating points: a threshold calibrated
+on shadow models — the distance maximising TPR − FPR over the pooled (model, example)
+pairs of every other model whose distances were computed — and Li & Zhang's unsupervised
+one: the `percentile`-th percentile of the target's distances on random inputs (each
+labelled by the target itself), which needs no shadow data. The shadow threshold pools
+all the other models' pairs rather than the per-example equal-size sets of
+`lira_jax.attacks.shadow_sets`: it is one number per target, not a per-example statistic,
+and distances are usually computed for a few models only, whose keep rows are not
+balanced (cut to the sparsest example's counts, as `shadow_sets` does for such masks, few
+or no pairs would remain).
 """
 
 from __future__ import annotations
@@ -57,7 +62,6 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lira_jax.attacks.bank import AttackOutput, AttackUndefined
-from lira_jax.attacks.label_only import _shadows
 from lira_jax.train.engine import backend_defaults, map_models
 from lira_jax.train.sharding import MESH_AXIS, models_mesh, padded_size
 
@@ -483,8 +487,9 @@ def boundary_attack(
 ) -> AttackOutput:
     """Boundary-distance scores of each target, with a calibrated decision threshold.
 
-    Shadow sets: for the "shadow" threshold, the other models in `distances` with the
-    equal-size IN/OUT rule per example; the "random" threshold uses no shadow models.
+    Shadow sets: the scores use none. The "shadow" threshold pools the (model, example)
+    pairs of every other model in `distances` (one number per target; see the module
+    docstring); the "random" threshold uses no shadow models.
 
     Args:
       bank: a `LabelBank` or `SignalBank` (only membership `keep` is read, for the
@@ -497,7 +502,7 @@ def boundary_attack(
       threshold: "shadow" or "random": which threshold is the attack's operating point
         (both are reported in extras when available).
       percentile: Li & Zhang's percentile of random-input distances (ART: 50).
-      seed: chooses the equalising shadow models.
+      seed: unused (the thresholds involve no randomness); accepted like every attack.
 
     Returns:
       `AttackOutput` with scores [T, N] = distance, threshold [T, 1], extras
@@ -508,6 +513,7 @@ def boundary_attack(
       AttackUndefined: no distances (no saved parameters), a target without distances, or
         no threshold of the requested kind can be computed.
     """
+    del seed
     if threshold not in ("shadow", "random"):
         raise ValueError(f"threshold={threshold!r} must be 'shadow' or 'random'.")
     if not 0 <= percentile <= 100:
@@ -533,17 +539,14 @@ def boundary_attack(
     keep = keep_all[distances.models]  # [K, N]
     shadow = None
     if len(distances.models) >= 2:
-        from_in, from_out = _shadows.removed_models(keep, rows, seed)
         shadow = np.empty(len(rows))
-        cols = np.arange(keep.shape[1])
-        for i in range(len(rows)):
-            use = np.ones(keep.shape, bool)
-            for removed in (from_in[i], from_out[i]):
-                ok = removed >= 0
-                use[removed[ok], cols[ok]] = False
-            truth = keep[use]
+        for i, r in enumerate(rows):
+            others = np.arange(len(distances.models)) != r
+            truth = keep[others].ravel()
             ok = truth.any() and not truth.all()
-            shadow[i] = _best_threshold(distances.distances[use], truth) if ok else np.nan
+            shadow[i] = (
+                _best_threshold(distances.distances[others].ravel(), truth) if ok else np.nan
+            )
         if np.isnan(shadow).any():
             shadow = None
         else:

@@ -139,14 +139,14 @@ def predicted_labels(logits: Any, *, chunk_elements: int = 1 << 24) -> np.ndarra
     out = np.empty(shape[:-1], dtype=dtype)
     step = max(1, chunk_elements // max(1, int(np.prod(shape[1:]))))
     for m0 in range(0, shape[0], step):
-        block = np.asarray(logits[m0 : m0 + step])
+        block = np.asarray(logits[m0 : min(m0 + step, shape[0])])  # lazy arrays: in bounds
         if np.isnan(block).any():
             bad = sorted({m0 + int(i) for i in np.argwhere(np.isnan(block))[:, 0]})
             raise ValueError(
                 f"logits of model(s) {bad[:10]} contain NaN: their labels are undefined. "
                 "Retrain them (e.g. with a lower --learning_rate) before attacking."
             )
-        out[m0 : m0 + step] = block.argmax(axis=-1)
+        out[m0 : m0 + block.shape[0]] = block.argmax(axis=-1)
     return out
 
 
