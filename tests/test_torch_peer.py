@@ -23,7 +23,11 @@ def test_query_names_round_trip():
     for spec, mirror in [("cross1", False), ("shift1", True), ("mirror", True)]:
         queries = augment.query_set(spec, mirror)
         parsed = torch_peer.parse_queries(list(augment.query_names(queries)))
-        assert parsed == [tuple(q) for q in queries]
+        assert parsed == [(q.mirror, q.dy, q.dx) for q in queries]
+    # Rotations (label-only query sets) are not part of the peer's recipe: refused by name.
+    rotated = augment.query_names(augment.query_set("rot1", False))
+    with pytest.raises(ValueError, match="not like"):
+        torch_peer.parse_queries([n for n in rotated if "rot" in n])
     with pytest.raises(ValueError, match="'flip_dy0'"):
         torch_peer.parse_queries(["flip_dy0"])
 

@@ -244,7 +244,7 @@ def load_raw(name: str, data_dir: str | None = None) -> Dataset:
     if name == "breast_cancer":
         return _raw(name, *_load_breast_cancer(), 2, False)
     if name == "fashion_mnist_idx":
-        return _raw(name, *_load_idx_dir(data_dir or DEFAULT_IDX_DIR), 10, True)
+        return _raw(name, *_load_idx_dir(data_dir), 10, True)
     if name in _TFDS_NAMES:
         tfds_name, mirror_ok = _TFDS_NAMES[name]
         *arrays, num_classes = _load_tfds(tfds_name, data_dir)
