@@ -159,18 +159,11 @@ def run_dataset(store: store_lib.LogitStore, data_dir: str | None) -> datasets.D
 
 def _attacker_train_config(config: dict, num_classes: int) -> TrainConfig:
     """The run's recipe for the attacker's shadows (no DP-SGD; see the module docstring)."""
-    return TrainConfig(
-        arch=config["arch"],
-        num_classes=num_classes,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        momentum=config["momentum"],
-        weight_decay=config["weight_decay"],
-        warmup_epochs=config["warmup_epochs"],
-        augment_shift=config["augment_shift"],
-        augment_mirror=config["augment_mirror"],
-        seed=config["seed"],
+    return dataclasses.replace(
+        TrainConfig.from_run_config(config, num_classes),
+        dp_noise_multiplier=None,
+        dp_clip_norm=None,
+        dp_delta=None,
     )
 
 
