@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 from absl import app, flags
 
+# Required by every binary built with `main_for` (checked there, not at definition, so a
+# binary that has no run directory, such as benchmark_attacks, can share the other flags).
 WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Run directory: holds store/ (the logits) and results/.", required=True
+    "workdir", None, "Run directory: holds store/ (the logits) and results/."
 )
 COMPILE_CACHE = flags.DEFINE_string(
     "compile_cache",
@@ -150,6 +152,8 @@ def main_for(run: Callable[[], None], *, trains: bool = False) -> Callable[[list
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        if not WORKDIR.value:
+            raise app.UsageError("--workdir is required: the run directory (e.g. runs/digits).")
         if trains:
             # Only training binaries need JAX here.
             from lira_jax.train import compile_cache, sharding

@@ -74,3 +74,32 @@ def test_synthetic_logits_of_the_attack_benchmark():
     se = np.sqrt(2 / 32)  # unit noise, 32 IN and 32 OUT models
     assert np.abs(gap - logits.effect).mean() < 1.5 * se
     assert np.corrcoef(gap, logits.effect)[0, 1] > 0.5
+
+
+def test_attack_benchmark_runs_as_a_binary_without_a_workdir():
+    """The binary shares flags with experiments.attack (flagdefs) but has no run directory."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.benchmark_attacks",
+            "--num_models=8",
+            "--num_examples=200",
+            "--num_queries=2",
+            "--num_targets=2",
+            "--attacks=lira_online,yeom",
+        ],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "M=8 N=200 A=2 C=10" in proc.stdout and "| lira_online |" in proc.stdout
