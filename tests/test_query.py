@@ -108,6 +108,24 @@ def test_query_block_accuracies_count_the_identity_query(setup):
         assert res.test_accuracy[m] == pytest.approx(np.mean(test[m].argmax(-1) == ds.y_test[:30]))
 
 
+def test_per_model_labels_count_each_model_against_its_own(setup):
+    """Canaries / label-DP: model m is scored against the labels it was trained on."""
+    ds, model, params = setup
+    keep = keep_mask(0, 3, N, 0.5)
+    queries = query_set("identity", False)
+    rng = np.random.default_rng(0)
+    labels = np.stack([ds.y_train, (ds.y_train + 1) % 10, rng.integers(0, 10, N)])
+    res = query_pass(model, params, ds.x_train, labels, keep, queries)
+    pred = res.logits[:, :, 0].argmax(-1)
+    for m in range(3):
+        correct = pred[m] == labels[m]
+        assert res.train_accuracy[m] == pytest.approx(correct[keep[m]].mean())
+        assert res.out_accuracy[m] == pytest.approx(correct[~keep[m]].mean())
+    shared = query_pass(model, params, ds.x_train, ds.y_train, keep, queries)
+    assert shared.train_accuracy[0] == res.train_accuracy[0]
+    assert shared.train_accuracy[1] != res.train_accuracy[1]
+
+
 def test_bad_query_inputs(setup):
     ds, model, params = setup
     keep = keep_mask(0, 3, N, 0.5)
