@@ -8,6 +8,7 @@ import numpy as np
 from experiments import benchmark
 from lira_jax.data import keep_mask
 from lira_jax.models import get_model
+from tests.binaries import run_binary
 
 
 def _hand_count(hw: int, widths=(32, 64, 128), classes: int = 10) -> int:
@@ -78,27 +79,13 @@ def test_synthetic_logits_of_the_attack_benchmark():
 
 def test_attack_benchmark_runs_as_a_binary_without_a_workdir():
     """The binary shares flags with experiments.attack (flagdefs) but has no run directory."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.benchmark_attacks",
-            "--num_models=8",
-            "--num_examples=200",
-            "--num_queries=2",
-            "--num_targets=2",
-            "--attacks=lira_online,yeom",
-        ],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo), "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
+    proc = run_binary(
+        "benchmark_attacks",
+        "--num_models=8",
+        "--num_examples=200",
+        "--num_queries=2",
+        "--num_targets=2",
+        "--attacks=lira_online,yeom",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

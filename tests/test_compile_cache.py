@@ -1,17 +1,14 @@
 """Tests for lira_jax.train.compile_cache: where the cache lives, and that a second process
 loads what the first compiled instead of compiling it."""
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from lira_jax.train import compile_cache
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.binaries import run_python
 
 
 def test_where_the_cache_lives(monkeypatch, tmp_path):
@@ -63,14 +60,7 @@ _PROGRAM = textwrap.dedent(
 
 
 def _run(cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", "JAX_LOG_COMPILES": "1"}
-    return subprocess.run(
-        [sys.executable, "-c", _PROGRAM, str(cache)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_python("-c", _PROGRAM, str(cache), timeout=300, JAX_LOG_COMPILES="1")
 
 
 def test_a_second_process_loads_instead_of_compiling(tmp_path):

@@ -1,10 +1,6 @@
 """End-to-end tests of the binaries on tiny configs, and their answers to bad input."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +8,8 @@ import pytest
 from experiments import attack, train_shadows
 from lira_jax import store as store_lib
 from lira_jax.data import DatasetError
+from tests.binaries import REPO, run_binary, run_python
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = dict(max_train=120, arch="cnn16", num_models=6, epochs=1, batch_size=32)
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()]
 
@@ -31,20 +27,8 @@ def _without_timing(results):
     return {k: {f: v for f, v in r.items() if f != "seconds"} for k, r in results.items()}
 
 
-def _cli(module, *args):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_pipeline_cli_end_to_end(tmp_path):
-    proc = _cli("pipeline", f"--workdir={tmp_path}", *TINY_FLAGS)
+    proc = run_binary("pipeline", f"--workdir={tmp_path}", *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "results" / "attacks.json").read_text())
     assert {"lira_online", "lira_offline", "global_threshold"} <= set(results)
@@ -62,7 +46,7 @@ def test_pipeline_cli_end_to_end(tmp_path):
     assert group["keep"][:].sum(0).tolist() == [3] * 120
     assert group.attrs["lira_jax"]["config"]["arch"] == "cnn16"
     # Running again trains nothing and gives the same results (deterministic given the store).
-    again = _cli("pipeline", f"--workdir={tmp_path}", *TINY_FLAGS)
+    again = run_binary("pipeline", f"--workdir={tmp_path}", *TINY_FLAGS)
     assert again.returncode == 0 and "nothing to train" in again.stderr
     assert _without_timing(json.loads((tmp_path / "results" / "attacks.json").read_text())) == (
         _without_timing(results)
@@ -70,14 +54,14 @@ def test_pipeline_cli_end_to_end(tmp_path):
 
 
 def test_cli_bad_input_is_one_clear_line(tmp_path):
-    proc = _cli("train_shadows", f"--workdir={tmp_path}", "--dataset=cifar11")
+    proc = run_binary("train_shadows", f"--workdir={tmp_path}", "--dataset=cifar11")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: Unknown dataset 'cifar11'")
     assert "Traceback" not in proc.stderr
-    proc = _cli("attack", f"--workdir={tmp_path}")
+    proc = run_binary("attack", f"--workdir={tmp_path}")
     assert proc.returncode == 1 and "train_shadows" in proc.stderr.splitlines()[-1]
     (tmp_path / "file").write_text("not a directory")
-    proc = _cli("train_shadows", f"--workdir={tmp_path / 'file' / 'run'}", *TINY_FLAGS)
+    proc = run_binary("train_shadows", f"--workdir={tmp_path / 'file' / 'run'}", *TINY_FLAGS)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "--workdir is writable" in proc.stderr.splitlines()[-1]
 
@@ -216,7 +200,7 @@ def test_compute_dtype_is_recorded_and_changes_only_rounding(tiny_run, tmp_path)
     # Same models up to bfloat16 rounding (8 bits of mantissa) over one epoch.
     agree = (bf16.argmax(-1) == f32.argmax(-1)).mean()
     assert agree > 0.8, agree
-    proc = _cli("train_shadows", f"--workdir={tmp_path}/x", "--compute_dtype=float64")
+    proc = run_binary("train_shadows", f"--workdir={tmp_path}/x", "--compute_dtype=float64")
     assert proc.returncode == 1 and "--compute_dtype=float64: value should be one of" in proc.stderr
 
 
@@ -228,7 +212,7 @@ def test_attack_binary_rmia_options(tiny_run):
     chosen = results["rmia_offline"]["details"]["a_chosen"]
     assert sum(chosen.values()) == 6 and set(chosen) <= {f"{0.1 * i:.1f}" for i in range(11)}
     assert results["rmia_online"]["details"] == {"gamma": 1.0}
-    proc = _cli("attack", f"--workdir={tiny_run}", "--rmia_offline_a=best")
+    proc = run_binary("attack", f"--workdir={tiny_run}", "--rmia_offline_a=best")
     assert proc.returncode == 1
     assert "--rmia_offline_a='best' must be a number in [0, 1] or 'auto'" in proc.stderr
 
@@ -260,12 +244,5 @@ def test_every_experiment_imports_in_one_process():
     code = "import importlib\n" + "".join(
         f"importlib.import_module('experiments.{n}')\n" for n in names
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"},
-    )
+    proc = run_python("-c", code, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

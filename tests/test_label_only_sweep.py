@@ -1,31 +1,19 @@
 """The defense sweep binary (`experiments.label_only`) end to end on a tiny config."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from lira_jax import store as store_lib
 from lira_jax.attacks import NEEDS_SCORES
+from tests.binaries import run_binary
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--max_train=120", "--arch=cnn16", "--num_models=4", "--epochs=1", "--batch_size=32"]
 HSJ = ["--hsj_iterations=1", "--hsj_init_evals=5", "--hsj_max_evals=10", "--hsj_init_size=8"]
 
 
 def _cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.label_only", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_binary("label_only", *args, timeout=900)
 
 
 def test_sweep_trains_one_store_per_setting_and_tabulates_every_exposure(tmp_path):

@@ -2,11 +2,7 @@
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import dp_accounting
 import numpy as np
@@ -20,8 +16,8 @@ from lira_jax.data import load_dataset, membership
 from lira_jax.train import run
 from lira_jax.train.engine import Engine
 from lira_jax.train.query import query_logits
+from tests.binaries import run_binary
 
-REPO = Path(__file__).resolve().parents[1]
 # breast_cancer's defaults are an mlp on 30 features: a block trains in about a second.
 TINY_BC = dict(max_train=96, num_models=4, epochs=2)
 # The config keys of every store written before issue 13 (the store is a function of these).
@@ -223,18 +219,6 @@ def test_bad_label_and_dp_settings_write_nothing(tmp_path, dataset, overrides, m
     assert not (tmp_path / "store").exists()
 
 
-def _cli(module, *args):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_blia_binary_end_to_end(tmp_path):
     flags = [
         f"--workdir={tmp_path}",
@@ -245,7 +229,7 @@ def test_blia_binary_end_to_end(tmp_path):
         "--num_canaries=24",
         "--epsilons=inf,1",
     ]
-    proc = _cli("blia", *flags)
+    proc = run_binary("blia", *flags)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "results" / "blia.json").read_text())
     assert results["epsilons"] == [1.0, "inf"]
@@ -284,7 +268,7 @@ def test_blia_binary_end_to_end(tmp_path):
 
 
 def test_blia_refuses_what_it_cannot_attack_before_training(tmp_path):
-    proc = _cli("blia", f"--workdir={tmp_path}", "--dataset=digits", "--epsilons=1")
+    proc = run_binary("blia", f"--workdir={tmp_path}", "--dataset=digits", "--epsilons=1")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: BLIA infers binary labels") and "--task=pair:A,B" in last

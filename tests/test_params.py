@@ -1,10 +1,7 @@
 """Saved parameters (train_shadows --save_params): round trip, checksums, clear errors."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -16,6 +13,7 @@ from experiments.verify import verify_run
 from lira_jax import store as store_lib
 from lira_jax.data import load_dataset
 from lira_jax.train import load_params, params_sha256
+from tests.binaries import run_binary
 
 TINY = dict(max_train=120, arch="cnn16", num_models=4, epochs=1, batch_size=32)
 
@@ -76,24 +74,14 @@ def test_a_flipped_byte_in_saved_params_is_detected(run, tmp_path):
 
 
 def test_boundary_benchmark_binary_runs_on_saved_params(run):
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.benchmark_boundary",
-            f"--workdir={run}",
-            "--num_targets=2",
-            "--num_examples=16",
-            "--num_random=8",
-            "--hsj_iterations=1",
-            "--hsj_init_evals=5",
-        ],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo), "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_binary(
+        "benchmark_boundary",
+        f"--workdir={run}",
+        "--num_targets=2",
+        "--num_examples=16",
+        "--num_random=8",
+        "--hsj_iterations=1",
+        "--hsj_init_evals=5",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 targets x 16 examples" in proc.stdout and "queries/s" in proc.stdout
@@ -122,22 +110,12 @@ def test_attack_binary_runs_the_querying_attacks_and_the_labels_exposure(run):
     # A target that exposes labels only (the CLI flag): score-based attacks are undefined
     # entries with the reason, label-only ones give exactly the entries computed from
     # logits (they read only the argmax; the sweep's masking column relies on it).
-    repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.attack",
-            f"--workdir={run}",
-            "--exposure=labels",
-            "--query_targets=0",  # all 4 targets: models 2-3 have no params, so no querying
-            "--num_bootstrap=0",
-        ],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo), "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_binary(
+        "attack",
+        f"--workdir={run}",
+        "--exposure=labels",
+        "--query_targets=0",  # all 4 targets: models 2-3 have no params, so no querying
+        "--num_bootstrap=0",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     labels = json.loads((run / "results" / "attacks.json").read_text())
