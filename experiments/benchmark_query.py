@@ -68,9 +68,9 @@ def layouts_for(image_shape) -> list[tuple[str, QueryLayout]]:
         (f"**default**: {conv}, forwards of {default.examples_per_forward} examples x A", default),
     ]
     for impl, per_forward in (
-        [("patches", 32), ("patches", 128), ("lax", 64)]
+        [("patches", 16), ("patches", 64), ("patches", 128), ("lax", 32)]
         if small
-        else [("patches", 64), ("lax", 32), ("lax", 128)]
+        else [("patches", 32), ("lax", 64), ("lax", 128)]
     ):
         label = f"{impl}, forwards of {per_forward} examples x A"
         out.append((label, QueryLayout(impl, per_forward, 1024)))

@@ -166,7 +166,8 @@ def run(
     try:
         for name in names:
             w = WORKLOADS[name]
-            extra = (f"--data_dir={data_dir}",) if data_dir else ()
+            # --data_dir is Fashion-MNIST's directory; digits are bundled with scikit-learn
+            extra = (f"--data_dir={data_dir}",) if data_dir and w.dataset != "digits" else ()
             shared = (f"--dataset={w.dataset}", *w.flags, *extra)
             cache = scratch / f"cache_{name}"
             queries = ",".join(query_names(w.dataset, data_dir))

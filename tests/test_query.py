@@ -1,6 +1,8 @@
 """Tests for lira_jax.train.query: the query pass against plain per-model forward passes,
 chunked against unchunked, and the block's accuracies against a direct count."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from lira_jax.data import Query, keep_mask, load_dataset, query_set
 from lira_jax.models import get_model
 from lira_jax.train import QueryLayout, query_conv_impl, query_logits, query_pass
+from lira_jax.train.query import _call_sizes
 
 N = 50  # not a multiple of any call size below
 
@@ -67,9 +70,11 @@ def test_chunked_equals_unchunked(setup, conv):
     ds, model, params = setup
     queries = query_set("shift1", False)  # 9 queries, shifts in both axes
     whole = query_logits(model, params, ds.x_train, queries, layout=QueryLayout(conv, N, N))
-    # Call sizes 7, 16, 48 with forwards of 7, 4 and 16 examples: N = 50 is a multiple of
-    # none, so the last call of each starts before the end and recomputes a few examples.
-    for per_forward, per_call in [(7, 7), (4, 16), (16, 48), (64, 4096)]:
+    # N = 50 is a multiple of none of these: calls of at most 7, 16, 48 run as 8 calls of
+    # 7 (the last starts before the end), 4 of 13 and 2 of 25 (forwards of 4 and 16 that do
+    # not divide the call: each call's last forward starts early), and one call of 50 in
+    # forwards of 7 or of all 50.
+    for per_forward, per_call in [(7, 7), (4, 16), (16, 48), (7, 4096), (64, 4096)]:
         layout = QueryLayout(conv, per_forward, per_call)
         out = query_logits(model, params, ds.x_train, queries, layout=layout)
         # Bitwise: on the CPU backend a row's logits do not depend on the batch around it.
@@ -78,6 +83,19 @@ def test_chunked_equals_unchunked(setup, conv):
     p0 = jax.tree.map(lambda a: a[0], params)
     direct = get_model("cnn16", 10, conv).apply(p0, ds.x_train)
     np.testing.assert_allclose(whole[0, :, 0], direct, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 50, 297, 1500, 10_000, 60_000])
+@pytest.mark.parametrize("per_forward, max_call", [(32, 1024), (64, 1024), (7, 48), (16, 16)])
+def test_call_sizes_cover_n_with_little_recomputation(n, per_forward, max_call):
+    forward, call = _call_sizes(n, QueryLayout("patches", per_forward, max_call))
+    calls = math.ceil(n / call)
+    assert forward == min(per_forward, n) and forward <= call <= max(max_call, forward)
+    assert call <= n  # every call slices inside the pool
+    # Examples computed (whole forwards of every call) exceed N by under one example per
+    # call plus one forward per call; calls of exactly max_call would waste up to a call.
+    computed = calls * math.ceil(call / forward) * forward
+    assert n <= computed < n + calls * (1 + forward)
 
 
 def test_device_resident_pool_is_used_as_is(setup):

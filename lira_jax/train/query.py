@@ -6,12 +6,13 @@ Design notes:
   OUT and test accuracies, computed from those logits (no second pass over any data).
 - Memory is bounded by a chunk size, not by N: examples are sliced from the replicated
   dataset on the device (`lax.dynamic_slice`, no host transfer, no padded copy) in calls
-  of `examples_per_call`; inside a call, `lax.map` runs forward passes of
+  of at most `examples_per_call`; inside a call, `lax.map` runs forward passes of
   `examples_per_forward` examples x A queries, so the activations alive at once are those
   of one such batch per device. The only array that grows with N is the result, copied
   into one preallocated host array as calls finish (the next call is already queued).
-  An N that is not a multiple of the call size is covered by a last call that starts at
-  N - examples_per_call (it recomputes a few examples): one compiled shape, no padding.
+  Call sizes are balanced (N = 1,500 in calls of at most 1,024: two calls of 750); a last
+  call or forward that would run past the end starts earlier instead and recomputes a
+  few examples: one compiled shape, no padding.
 - Layout and lowering per backend, measured (`experiments/benchmark.py --settings=query`,
   BUILD_NOTES.md): on CPU one model at a time (`lax.map`), the forward pass in the
   convolution lowering of `QUERY_DEFAULTS`; on GPUs the device's share of models vmapped.
@@ -62,7 +63,8 @@ class QueryLayout:
       conv_impl: convolution lowering of the forward pass ("patches", "lax" or "auto").
       examples_per_forward: examples per forward pass (each under every query, so a
         forward sees examples_per_forward x A images).
-      examples_per_call: examples per compiled call (a multiple of examples_per_forward).
+      examples_per_call: most examples per compiled call (calls are balanced: N = 1,500
+        runs as two calls of 750).
     """
 
     conv_impl: str
@@ -80,7 +82,7 @@ class QueryLayout:
 # CPU "auto": XLA's convolution for inputs of 16x16 and more, "patches" below (see
 # `query_conv_impl`). GPU/TPU values are unmeasured: big batches, the accelerator's lowering.
 QUERY_DEFAULTS = {
-    "cpu": QueryLayout("auto", 64, 1024),
+    "cpu": QueryLayout("auto", 32, 1024),
     "gpu": QueryLayout("lax", 1024, 16384),
     "tpu": QueryLayout("lax", 1024, 16384),
 }
@@ -130,18 +132,25 @@ def _query_fn(
     [start, start + per_call) of the replicated `x_all`. One compilation per shape."""
     num_queries = len(queries)
 
+    num_forwards = math.ceil(per_call / per_forward)
+    tail = per_call - (num_forwards - 1) * per_forward  # rows the last forward adds
+    # The last forward starts at per_call - per_forward: it recomputes a few rows when
+    # per_forward does not divide per_call (one compiled forward shape, no padding).
+    forward_starts = np.minimum(np.arange(num_forwards) * per_forward, per_call - per_forward)
+
     def local(params, x_all, start):
         xb = jax.lax.dynamic_slice_in_dim(x_all, start, per_call)
-        xb = xb.reshape((per_call // per_forward, per_forward) + x_all.shape[1:])
 
         def one_model(p):
-            def forward(x):  # [f, H, W, C] -> [f, A, classes]
+            def forward(s):  # rows [s, s + f) of the call -> [f, A, classes]
+                x = jax.lax.dynamic_slice_in_dim(xb, s, per_forward)
                 views = jnp.concatenate([augment.apply_query(x, q) for q in queries])
                 out = model.apply(p, views).astype(jnp.float32)
                 return out.reshape(num_queries, per_forward, -1).transpose(1, 0, 2)
 
-            out = jax.lax.map(forward, xb)  # [calls, f, A, classes]
-            return out.reshape((per_call,) + out.shape[2:])
+            out = jax.lax.map(forward, jnp.asarray(forward_starts, jnp.int32))
+            head = out[:-1].reshape((-1,) + out.shape[2:])
+            return jnp.concatenate([head, out[-1, per_forward - tail :]])
 
         return map_models(one_model, params, model_chunk)
 
@@ -157,10 +166,16 @@ def _query_fn(
 
 
 def _call_sizes(n: int, layout: QueryLayout) -> tuple[int, int]:
-    """(examples per forward, per call) for N = n examples: the layout's, shrunk to fit n."""
+    """(examples per forward, per call) for N = n examples.
+
+    As many calls as the layout's call size needs, each just large enough to cover n in
+    that many calls: at most one example per call is computed twice, plus the overlap of
+    a call's last forward (under one forward). Calls of exactly the layout's size would
+    recompute up to a whole call at the end: N = 1,500 in calls of 1,024 computed 2,048.
+    """
     per_forward = min(layout.examples_per_forward, n)
-    per_call = max(per_forward, min(layout.examples_per_call, n) // per_forward * per_forward)
-    return per_forward, per_call
+    calls = math.ceil(n / max(per_forward, min(layout.examples_per_call, n)))
+    return per_forward, max(per_forward, math.ceil(n / calls))
 
 
 def query_logits(
@@ -182,7 +197,7 @@ def query_logits(
       x: [N, H, W, C] examples: a host array, or a `jax.Array` already replicated over the
         devices (such as `Engine.x`), which is then used without a copy.
       queries: the fixed query set (A queries).
-      chunk: examples per compiled call (default: the layout's `examples_per_call`).
+      chunk: most examples per compiled call (default: the layout's `examples_per_call`).
       devices: devices the models axis is sharded over (default: all local devices).
       model_chunk: models evaluated together per device (as in `Engine`; default: the
         backend's).
