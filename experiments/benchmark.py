@@ -12,8 +12,9 @@ r"""Throughput of the multi-model engine against a one-model-at-a-time flax loop
     python -m experiments.benchmark --settings=whole          # whole processes vs PyTorch
     # `whole`: train_shadows and a PyTorch one-model-at-a-time loop (experiments/torch_peer.py,
     # needs `pip install -e '.[bench]'`) as separate processes, alternately, per phase, on
-    # digits (32 cnn32 x 30 epochs) and Fashion-MNIST (N=10,000, 8 cnn32 x 3 epochs);
-    # ~15-25 min on 2 cores with 3 rounds. `query`: forwards/s of the query pass per layout
+    # digits (32 cnn32 x 30 epochs) and Fashion-MNIST (N=10,000, 8 cnn32 x 3 epochs), then
+    # each process's training examples/s and query forwards/s with the FLOP/s they mean as
+    # a share of this machine's matmul peak; ~15-25 min on 2 cores with 3 rounds. `query`: forwards/s of the query pass per layout
     # against the engine's training examples/s, alternately; ~5-10 min.
 
 Setup: like train_shadows, the binary splits the host CPU into one JAX device per core
@@ -777,7 +778,12 @@ def _run_process_benchmarks(name: str, backend: str) -> None:
             )
         logs = Path(_LOGS.value) if _LOGS.value else None
         benchmark_whole.run(
-            out, _WHOLE.value, rounds=_ROUNDS.value, data_dir=_FASHION_DIR.value, keep_logs=logs
+            out,
+            _WHOLE.value,
+            rounds=_ROUNDS.value,
+            data_dir=_FASHION_DIR.value,
+            keep_logs=logs,
+            matmul_peak=matmul_peak(),
         )
     out.append(
         f"\nTotal {time.perf_counter() - t0:.0f} s; load average at end "

@@ -37,7 +37,7 @@ import numpy as np
 
 from experiments import configs
 from experiments.tables import table
-from lira_jax.data import augment, load_dataset
+from lira_jax.data import augment, keep_mask, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("compile", "train", "query", "write")
@@ -89,6 +89,35 @@ def query_names(dataset: str, data_dir: str | None) -> list[str]:
     ds = load_dataset(dataset, data_dir, 2)
     spec = configs.defaults_for(dataset)["queries"]
     return list(augment.query_names(augment.query_set(spec, ds.mirror_ok)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """The arithmetic both processes of a workload do (the same for both)."""
+
+    train_examples: int  # IN examples x epochs, summed over models
+    forwards: int  # query pass: pool x queries + test set, per model, summed over models
+    forward_flops: int  # of one example (see `benchmark.forward_flops_per_example`)
+
+
+def workload_work(w: WholeWorkload, data_dir: str | None) -> Work:
+    """The training examples, query forwards and forward FLOPs of workload `w`, from the
+    run's defaults and flags (the same keep mask `train_shadows` draws)."""
+    from experiments.benchmark import forward_flops_per_example  # loaded: it runs us
+
+    opts = dict(configs.defaults_for(w.dataset))
+    for flag in w.flags:
+        key, value = flag.removeprefix("--").split("=", 1)
+        opts[key] = value
+    ds = load_dataset(w.dataset, data_dir, int(opts["max_train"]) if "max_train" in opts else None)
+    m, n = int(opts["num_models"]), ds.x_train.shape[0]
+    keep = keep_mask(int(opts["seed"]), m, n, float(opts["pkeep"]))
+    queries = augment.query_set(opts["queries"], ds.mirror_ok)
+    return Work(
+        train_examples=int(keep.sum()) * int(opts["epochs"]),
+        forwards=m * (n * len(queries) + ds.x_test.shape[0]),
+        forward_flops=forward_flops_per_example(opts["arch"], ds.num_classes, ds.x_train.shape[1:]),
+    )
 
 
 def spawn(cmd: list[str], env: dict, who: str, logfile: Path) -> ProcessRun:
@@ -159,8 +188,12 @@ def run(
     rounds: int = 3,
     data_dir: str | None = None,
     keep_logs: Path | None = None,
+    matmul_peak: float | None = None,
 ) -> dict:
-    """Runs the workloads; appends Markdown to `out`; returns {workload: [ProcessRun]}."""
+    """Runs the workloads; appends Markdown to `out`; returns {workload: [ProcessRun]}.
+
+    `matmul_peak`: FLOP/s of a large float32 matmul on this machine; with it the report
+    gives each phase's arithmetic rate as a share of it."""
     results = {}
     scratch = Path(tempfile.mkdtemp(prefix="lira_whole_"))
     try:
@@ -203,9 +236,42 @@ def run(
             load1 = os.getloadavg()
             results[name] = runs
             _report(out, w, shared, runs, rounds, load0, load1)
+            _report_rates(out, workload_work(w, data_dir), runs, matmul_peak)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results
+
+
+def _report_rates(out, work: Work, runs: list[ProcessRun], peak: float | None) -> None:
+    """Training examples/s and query forwards/s of each process (medians over rounds), and
+    the arithmetic rate they mean (training: 3 x forward FLOPs per example)."""
+    rows = []
+    for who, label in (("project", "train_shadows"), ("peer", "PyTorch loop")):
+        mine = [r for r in runs if r.who == who]
+        train_s = float(np.median([r.phases.get("train", np.nan) for r in mine]))
+        query_s = float(np.median([r.phases.get("query", np.nan) for r in mine]))
+        row = [label]
+        for count, seconds, flops in (
+            (work.train_examples, train_s, 3 * work.forward_flops),
+            (work.forwards, query_s, work.forward_flops),
+        ):
+            rate = count / seconds
+            gflops = rate * flops / 1e9
+            share = f" ({rate * flops / peak:.0%} of peak)" if peak else ""
+            row += [f"{rate:,.0f}", f"{gflops:.0f}{share}"]
+        rows.append(row)
+    out.append(
+        f"\nRates (medians; training examples {work.train_examples:,}, query forwards "
+        f"{work.forwards:,}, {work.forward_flops / 1e6:.1f} MFLOP per forward"
+        + (f"; matmul peak {peak / 1e9:.0f} GFLOP/s" if peak else "")
+        + "):\n"
+    )
+    out.append(
+        table(
+            rows,
+            ["process", "training ex/s", "training GFLOP/s", "query forwards/s", "query GFLOP/s"],
+        )
+    )
 
 
 def _fmt(v) -> str:

@@ -118,3 +118,25 @@ def test_phases_from_the_phases_line_and_from_log_timestamps():
         {"startup & exit": 3.0},
         "no phases found in the log",
     )
+
+
+def test_whole_benchmark_counts_the_work_and_reports_rates():
+    work = benchmark_whole.workload_work(benchmark_whole.WORKLOADS["digits"], None)
+    # 32 models; each of the 1,500 pool examples is IN for exactly 16 of them; 30 epochs.
+    assert work.train_examples == 1500 * 16 * 30
+    # Every model: 5 queries (cross1) of each pool example, then the 297 test examples.
+    assert work.forwards == 32 * (1500 * 5 + 297)
+    # cnn32 on 8x8x1: 3x3 convolutions 1->32 on 8x8, 32->64 on 4x4, 64->128 on 2x2, dense.
+    assert work.forward_flops == 2 * (64 * 9 * 32 + 16 * 9 * 32 * 64 + 4 * 9 * 64 * 128 + 1280)
+    runs = [
+        benchmark_whole.ProcessRun("project", 20.0, 1.0, 0, {"train": 10.0, "query": 4.0}),
+        benchmark_whole.ProcessRun("peer", 30.0, 1.0, 0, {"train": 20.0, "query": 5.0}),
+    ]
+    out = []
+    benchmark_whole._report_rates(out, work, runs, peak=100e9)
+    text = "\n".join(out)
+    project = next(line for line in text.splitlines() if "train_shadows" in line)
+    assert f"{work.train_examples / 10:,.0f}" in project
+    assert f"{work.forwards / 4:,.0f}" in project
+    gflops = work.train_examples / 10 * 3 * work.forward_flops / 1e9
+    assert f"{gflops:.0f} ({gflops / 100:.0%} of peak)" in project
