@@ -14,8 +14,9 @@ r"""Throughput of the multi-model engine against a one-model-at-a-time flax loop
     # needs `pip install -e '.[bench]'`) as separate processes, alternately, per phase, on
     # digits (32 cnn32 x 30 epochs) and Fashion-MNIST (N=10,000, 8 cnn32 x 3 epochs), then
     # each process's training examples/s and query forwards/s with the FLOP/s they mean as
-    # a share of this machine's matmul peak; ~15-25 min on 2 cores with 3 rounds. `query`: forwards/s of the query pass per layout
-    # against the engine's training examples/s, alternately; ~5-10 min.
+    # a share of this machine's matmul peak; ~15-25 min on 2 cores with 3 rounds.
+    # `query`: forwards/s of the query pass per layout against the engine's training
+    # examples/s, alternately; ~5-10 min.
 
 Setup: like train_shadows, the binary splits the host CPU into one JAX device per core
 before JAX starts (`sharding.use_cpu_cores_as_devices`); the engine shards models over
@@ -784,6 +785,7 @@ def _run_process_benchmarks(name: str, backend: str) -> None:
             data_dir=_FASHION_DIR.value,
             keep_logs=logs,
             matmul_peak=matmul_peak(),
+            flops_per_example=forward_flops_per_example,
         )
     out.append(
         f"\nTotal {time.perf_counter() - t0:.0f} s; load average at end "

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +101,15 @@ class Work:
     forward_flops: int  # of one example (see `benchmark.forward_flops_per_example`)
 
 
-def workload_work(w: WholeWorkload, data_dir: str | None) -> Work:
+def workload_work(
+    w: WholeWorkload, data_dir: str | None, flops_per_example: Callable[..., int]
+) -> Work:
     """The training examples, query forwards and forward FLOPs of workload `w`, from the
-    run's defaults and flags (the same keep mask `train_shadows` draws)."""
-    from experiments.benchmark import forward_flops_per_example  # loaded: it runs us
+    run's defaults and flags (the same keep mask `train_shadows` draws).
 
+    `flops_per_example(arch, num_classes, image_shape)`: `benchmark.forward_flops_per_example`
+    (passed in: that module is `__main__` when the benchmark runs, and importing it again
+    would define its flags twice)."""
     opts = dict(configs.defaults_for(w.dataset))
     for flag in w.flags:
         key, value = flag.removeprefix("--").split("=", 1)
@@ -116,7 +121,7 @@ def workload_work(w: WholeWorkload, data_dir: str | None) -> Work:
     return Work(
         train_examples=int(keep.sum()) * int(opts["epochs"]),
         forwards=m * (n * len(queries) + ds.x_test.shape[0]),
-        forward_flops=forward_flops_per_example(opts["arch"], ds.num_classes, ds.x_train.shape[1:]),
+        forward_flops=flops_per_example(opts["arch"], ds.num_classes, ds.x_train.shape[1:]),
     )
 
 
@@ -189,16 +194,20 @@ def run(
     data_dir: str | None = None,
     keep_logs: Path | None = None,
     matmul_peak: float | None = None,
+    flops_per_example: Callable[..., int] | None = None,
 ) -> dict:
     """Runs the workloads; appends Markdown to `out`; returns {workload: [ProcessRun]}.
 
-    `matmul_peak`: FLOP/s of a large float32 matmul on this machine; with it the report
-    gives each phase's arithmetic rate as a share of it."""
+    With `flops_per_example` (see `workload_work`) the report adds each process's training
+    and query rates and the FLOP/s they mean, as a share of `matmul_peak` (FLOP/s of a
+    large float32 matmul on this machine) when given."""
     results = {}
     scratch = Path(tempfile.mkdtemp(prefix="lira_whole_"))
     try:
         for name in names:
             w = WORKLOADS[name]
+            # counted before any process runs: a mistake here must not cost the runs
+            work = flops_per_example and workload_work(w, data_dir, flops_per_example)
             # --data_dir is Fashion-MNIST's directory; digits are bundled with scikit-learn
             extra = (f"--data_dir={data_dir}",) if data_dir and w.dataset != "digits" else ()
             shared = (f"--dataset={w.dataset}", *w.flags, *extra)
@@ -236,7 +245,8 @@ def run(
             load1 = os.getloadavg()
             results[name] = runs
             _report(out, w, shared, runs, rounds, load0, load1)
-            _report_rates(out, workload_work(w, data_dir), runs, matmul_peak)
+            if work:
+                _report_rates(out, work, runs, matmul_peak)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results

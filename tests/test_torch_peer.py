@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import benchmark_whole, torch_peer
+from experiments import benchmark, benchmark_whole, torch_peer
 from lira_jax.data import augment
 from lira_jax.models import get_model
 
@@ -121,7 +121,9 @@ def test_phases_from_the_phases_line_and_from_log_timestamps():
 
 
 def test_whole_benchmark_counts_the_work_and_reports_rates():
-    work = benchmark_whole.workload_work(benchmark_whole.WORKLOADS["digits"], None)
+    work = benchmark_whole.workload_work(
+        benchmark_whole.WORKLOADS["digits"], None, benchmark.forward_flops_per_example
+    )
     # 32 models; each of the 1,500 pool examples is IN for exactly 16 of them; 30 epochs.
     assert work.train_examples == 1500 * 16 * 30
     # Every model: 5 queries (cross1) of each pool example, then the 297 test examples.
