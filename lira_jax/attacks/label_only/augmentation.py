@@ -55,7 +55,7 @@ from lira_jax.attacks import shadow_sets
 from lira_jax.attacks.bank import AttackOutput, AttackUndefined
 from lira_jax.attacks.label_only.labels import label_bank
 
-_MLP_CHUNK = 16  # attack models trained at once
+_MLP_CHUNK = 16  # most attack models trained at once
 
 __all__ = [
     "augmentation_count_attack",
@@ -256,8 +256,8 @@ def augmentation_model_attack(
             "label_only_augmentation_model: a fold's shadows have no IN or no OUT pair; "
             "train more shadow models (or pass a smaller fold_size)."
         )
-    # Fixed shapes (patterns padded to a power of two with weight 0, folds in chunks of
-    # _MLP_CHUNK) so that one compilation serves many stores and target counts.
+    # Few shapes (patterns padded to a power of two with weight 0, folds in chunks of a
+    # power of two) so that one compilation serves many stores and target counts.
     num = len(patterns)
     width = max(8, 1 << (num - 1).bit_length())
     features = np.zeros((width, patterns.shape[1]), np.float32)
@@ -266,8 +266,11 @@ def augmentation_model_attack(
     w_out = np.zeros_like(w_in)
     w_in[:, :num], w_out[:, :num] = counts_in / total_in, counts_out / total_out
     pattern_logits = np.empty((len(folds), num))
-    for f0 in range(0, len(folds), _MLP_CHUNK):
-        rows = np.arange(f0, f0 + _MLP_CHUNK).clip(max=len(folds) - 1)
+    # MLPs per call: the folds rounded up to a power of two, at most _MLP_CHUNK (a single
+    # fold trains one MLP, not _MLP_CHUNK copies of it; at most 5 compiled sizes).
+    chunk = min(_MLP_CHUNK, 1 << (len(folds) - 1).bit_length())
+    for f0 in range(0, len(folds), chunk):
+        rows = np.arange(f0, f0 + chunk).clip(max=len(folds) - 1)
         keys = jax.vmap(lambda f: jax.random.fold_in(jax.random.PRNGKey(seed), f))(
             jnp.asarray(rows)
         )
@@ -281,7 +284,7 @@ def augmentation_model_attack(
             learning_rate=float(learning_rate),
             l2=float(l2),
         )
-        stop = min(len(folds), f0 + _MLP_CHUNK)
+        stop = min(len(folds), f0 + chunk)
         pattern_logits[f0:stop] = np.asarray(out, np.float64)[: stop - f0, :num]
     fold_of = np.repeat(np.arange(len(folds)), [len(f) for f in folds])
     scores = pattern_logits[fold_of[:, None], ids[targets]]
