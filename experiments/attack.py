@@ -29,13 +29,7 @@ from lira_jax import store as store_lib
 from lira_jax.attacks import ATTACKS, EXPOSURES, evaluate_signals, exposed_bank, label_only
 
 _ATTACKS = flagdefs.ATTACKS
-_EXPOSURE = flags.DEFINE_enum(
-    "exposure",
-    "logits",
-    list(EXPOSURES),
-    "What the target returns: 'logits', or 'labels' only (confidence masking): attacks "
-    "that need scores are then reported undefined, label-only attacks run as usual.",
-)
+_EXPOSURE = flagdefs.EXPOSURE
 _QUERY_TARGETS = flags.DEFINE_integer(
     "query_targets",
     8,
@@ -69,32 +63,6 @@ _GROUP_THRESHOLDS = flags.DEFINE_list(
     "group_mem_thresholds", ["0.1", "0.5"], "Memorization bucket edges for --groups."
 )
 _ATTACK_SEED = flagdefs.ATTACK_SEED
-_RMIA_GAMMA = flags.DEFINE_float(
-    "rmia_gamma", 2.0, "RMIA's likelihood-ratio threshold γ (paper 2; the authors' code 1)."
-)
-_RMIA_A = flags.DEFINE_string(
-    "rmia_offline_a",
-    "0.3",
-    "RMIA offline's a in [0, 1] (paper 0.3), or 'auto': chosen per target on a paired "
-    "reference model, as the authors' code does.",
-)
-
-
-class _LazyLogits:
-    """The store's logits as a lazy [M, N, A, C] array: model slices are read on demand.
-
-    `evaluate_logits` turns logits into signals one block of models at a time, so the
-    whole logits array (9 GB for 256 x 50,000 x 18 x 10) is never in memory at once.
-    """
-
-    def __init__(self, store: store_lib.LogitStore):
-        self._store = store
-        self.shape = (store.num_models, store.num_examples, store.num_queries, store.num_classes)
-        self.ndim = 4
-        self.dtype = np.dtype(np.float32)
-
-    def __getitem__(self, index):
-        return self._store.read_logits(models=index)
 
 
 def memorization_groups(
@@ -235,7 +203,9 @@ def attack(
             options[name] = rmia_options
     log(f"Attacking {store} ({exposure}) with {num_targets} target(s): {', '.join(names)}")
     needs = {s for n in names for s in ATTACKS[n].needs} | ({"predicted"} if querying else set())
-    bank = exposed_bank(_LazyLogits(store), store.labels(), store.keep(), needs, exposure, log)
+    bank = exposed_bank(
+        store_lib.LazyLogits(store), store.labels(), store.keep(), needs, exposure, log
+    )
     common = dict(group_names=group_names, num_bootstrap=num_bootstrap, exposure=exposure)
     results, curves = {}, {}
     if names:
@@ -311,14 +281,6 @@ def attack_kwargs_from_flags() -> dict:
         raise ValueError(
             f"--group_mem_thresholds={_GROUP_THRESHOLDS.value} must be numbers."
         ) from None
-    rmia_a = _RMIA_A.value.strip()
-    if rmia_a != "auto":
-        try:
-            rmia_a = float(rmia_a)
-        except ValueError:
-            raise ValueError(
-                f"--rmia_offline_a={_RMIA_A.value!r} must be a number in [0, 1] or 'auto'."
-            ) from None
     return dict(
         attacks=_ATTACKS.value,
         num_targets=_NUM_TARGETS.value,
@@ -328,8 +290,8 @@ def attack_kwargs_from_flags() -> dict:
         groups=_GROUPS.value,
         group_thresholds=thresholds,
         seed=_ATTACK_SEED.value,
-        rmia_gamma=_RMIA_GAMMA.value,
-        rmia_offline_a=rmia_a,
+        rmia_gamma=flagdefs.RMIA_GAMMA.value,
+        rmia_offline_a=flagdefs.rmia_offline_a(),
     )
 
 

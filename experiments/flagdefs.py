@@ -22,6 +22,12 @@ COMPILE_CACHE = flags.DEFINE_string(
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "tfds data_dir (prepared datasets) or folder of IDX files."
 )
+OUTPUT = flags.DEFINE_string(
+    "output",
+    None,
+    "Output directory (export_queries: the export, default RUN/queries; audit: the report, "
+    "default RUN/results/audit_<name of the target file>).",
+)
 NUM_MODELS = flags.DEFINE_integer(
     "num_models", None, "Number of models M (train_shadows: shadow models; default 64)."
 )
@@ -49,6 +55,37 @@ ATTACK_SEED = flags.DEFINE_integer(
     0,
     "Seed of the bootstrap, the equal-size shadow sets, attack models and boundary searches.",
 )
+
+
+EXPOSURE = flags.DEFINE_enum(
+    "exposure",
+    "logits",
+    ["logits", "labels"],
+    "What the target returns: 'logits', or 'labels' only (confidence masking): attacks "
+    "that need scores are then reported undefined, label-only attacks run as usual.",
+)
+RMIA_GAMMA = flags.DEFINE_float(
+    "rmia_gamma", 2.0, "RMIA's likelihood-ratio threshold γ (paper 2; the authors' code 1)."
+)
+RMIA_OFFLINE_A = flags.DEFINE_string(
+    "rmia_offline_a",
+    "0.3",
+    "RMIA offline's a in [0, 1] (paper 0.3), or 'auto': chosen per target on a paired "
+    "reference model, as the authors' code does.",
+)
+
+
+def rmia_offline_a() -> float | str:
+    """--rmia_offline_a as a number, or "auto"."""
+    value = RMIA_OFFLINE_A.value.strip()
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(
+            f"--rmia_offline_a={RMIA_OFFLINE_A.value!r} must be a number in [0, 1] or 'auto'."
+        ) from None
 
 
 def set_defaults(**defaults) -> None:

@@ -36,13 +36,23 @@ __all__ = [
 ]
 
 _DATASET = flags.DEFINE_string(
-    "dataset", "digits", f"Dataset name, one of {datasets.dataset_names()}."
+    "dataset",
+    "digits",
+    f"Dataset name, one of {datasets.dataset_names()}, or npz:PATH: your own arrays in an "
+    ".npz file (x_train, y_train, x_test, y_test; optional num_classes, mirror_ok; see "
+    "lira_jax.data.NPZ_FORMAT). The store records the file's sha256.",
 )
 _DATA_DIR = flagdefs.DATA_DIR
 _MAX_TRAIN = flags.DEFINE_integer(
     "max_train", None, "Use only the first N training examples (small runs)."
 )
-_ARCH = flags.DEFINE_string("arch", None, f"Model, one of {arch_names()}.")
+_ARCH = flags.DEFINE_string(
+    "arch",
+    None,
+    f"Model, one of {arch_names()}, or package.module:Name: your own flax module class "
+    "(built as Name(num_classes=C)) or factory (Name(C) -> module), stateless, with "
+    "__call__(x, penultimate=False) returning logits (lira_jax.models.MODEL_CONTRACT).",
+)
 _NUM_MODELS = flagdefs.NUM_MODELS
 _PKEEP = flags.DEFINE_float("pkeep", None, "Fraction of models each example is IN for.")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Training epochs.")
@@ -207,6 +217,7 @@ def make_config(dataset: str, **overrides) -> dict:
     unknown = set(overrides) - set(CONFIG_KEYS)
     if unknown:
         raise ValueError(f"Unknown config keys {sorted(unknown)}; valid: {CONFIG_KEYS}.")
+    dataset = datasets.canonical_dataset_name(dataset)
     config = {
         "dataset": dataset,
         "max_train": None,

@@ -239,7 +239,9 @@ def test_every_experiment_imports_in_one_process():
     in a fresh interpreter, whatever order the rest of the suite happens to import them in.
     """
     names = sorted(
-        p.stem for p in (REPO / "experiments").glob("*.py") if p.stem not in {"__init__"}
+        ".".join(p.relative_to(REPO / "experiments").with_suffix("").parts)
+        for p in (REPO / "experiments").rglob("*.py")
+        if p.stem != "__init__"
     )
     code = "import importlib\n" + "".join(
         f"importlib.import_module('experiments.{n}')\n" for n in names

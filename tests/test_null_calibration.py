@@ -26,6 +26,7 @@ import pytest
 import scipy.stats
 
 from lira_jax import attacks, memorization, metrics
+from lira_jax.data.membership import keep_mask
 from lira_jax.data.null import null_logits
 
 _SEEDS = (0, 1, 2)
@@ -149,3 +150,36 @@ def test_memorization_groups_from_the_targets_shadows_are_calibrated_under_the_n
 
     assert not outside(per_target), outside(per_target)
     assert outside(all_models)  # the leak this avoids is visible at this size
+
+
+def test_every_registered_attack_on_external_targets_has_auc_one_half_under_the_null():
+    # The second protocol: targets the store did not train (the last rows of a bank with
+    # `num_external`), each against all M store models. Their membership is drawn
+    # independently of the store's mask: as another row of one balanced mask over M + T
+    # models it would set the store's IN count of every example (K − 1 for the target's
+    # members, K for its non-members), a leak that scored label-only LiRA at AUC 0.43.
+    num_models, num_targets = 16, 6
+    targets = np.arange(num_models, num_models + num_targets)
+    out = {name: [] for name in attacks.ATTACKS}
+    for seed in _SEEDS:
+        logits, labels, _ = null_logits(num_models + num_targets, _NUM_EXAMPLES, seed=seed)
+        keep = np.zeros((num_models + num_targets, _NUM_EXAMPLES), bool)
+        keep[:num_models] = keep_mask(seed, num_models, _NUM_EXAMPLES, 0.5)
+        truth = np.random.default_rng([seed, 1]).random((num_targets, _NUM_EXAMPLES)) < 0.5
+        bank = attacks.signal_bank_from_logits(logits, labels, keep, num_external=num_targets)
+        units = np.tile(np.arange(_NUM_EXAMPLES), num_targets)
+        for name, spec in attacks.ATTACKS.items():
+            options = {"population": "all"} if name.startswith("rmia") else {}
+            scores = spec.fn(bank, targets, seed=seed, **options).scores
+            out[name].append(clustered_auc_and_se(scores.ravel(), truth.ravel(), units))
+        # Each external target against all store models: LiRA equals the explicit form.
+        want = attacks.lira_scores(bank.phi[targets[0]], bank.phi[:num_models], keep[:num_models])
+        got = attacks.ATTACKS["lira_online"].fn(bank, targets[:1], seed=seed).scores[0]
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    failures = []
+    for name, per_seed in out.items():
+        auc = np.array([a for a, _ in per_seed])
+        se = np.sqrt(np.sum([s**2 for _, s in per_seed])) / len(per_seed)
+        if abs(auc.mean() - 0.5) > 4 * se:
+            failures.append(f"{name}: mean AUC {auc.mean():.4f}, bound 0.5 ± {4 * se:.4f}")
+    assert not failures, "; ".join(failures)

@@ -9,6 +9,8 @@ Every value here can be overridden by the flag of the same name.
 
 from __future__ import annotations
 
+from lira_jax.data import datasets
+
 _COMMON = dict(
     arch="cnn32",
     num_models=64,
@@ -74,6 +76,14 @@ DATASET_DEFAULTS: dict[str, dict] = {
 DP_DEFAULTS = dict(dp_clip_norm=1.0, dp_delta=1e-5)
 
 
+# A user's tabular file (npz:PATH with x_train [N, F]): no pixels to shift or mirror.
+TABULAR_DEFAULTS = dict(_COMMON, arch="mlp", augment_shift=0, queries="identity")
+
+
 def defaults_for(dataset: str) -> dict:
-    """The defaults for `dataset` (the common ones for a dataset not listed)."""
+    """The defaults for `dataset` (the common ones for a dataset not listed; for a user's
+    ``npz:`` file the common ones for images, `TABULAR_DEFAULTS` for [N, F] features)."""
+    if dataset.startswith(datasets.NPZ_PREFIX):
+        tabular = len(datasets.npz_example_shape(dataset)) == 1
+        return dict(TABULAR_DEFAULTS if tabular else _COMMON)
     return dict(DATASET_DEFAULTS.get(dataset, _COMMON))

@@ -1,7 +1,9 @@
 """Membership-inference attacks on per-model signals, and their leave-one-out evaluation;
-`blia`: passive label inference on binary classifiers and the label-DP audit."""
+`external`: the audit of a target lira_jax did not train (its outputs against all of a
+store's shadows); `blia`: passive label inference on binary classifiers and the label-DP
+audit."""
 
-from lira_jax.attacks import blia
+from lira_jax.attacks import blia, external
 from lira_jax.attacks.bank import (
     AttackOutput,
     AttackUndefined,
@@ -46,6 +48,7 @@ __all__ = [
     "AttackUndefined",
     "SignalBank",
     "blia",
+    "external",
     "evaluate_attacks",
     "evaluate_logits",
     "evaluate_signals",

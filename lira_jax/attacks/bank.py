@@ -26,6 +26,13 @@ An attack is fn(bank, targets, **options) -> `AttackOutput` with scores [T, N] f
 targets (model indices); target t is attacked with every other model as a shadow. An
 attack that the data cannot support (e.g. an example with no OUT shadow model) raises
 `AttackUndefined`, which `evaluate_signals` records as an "undefined" entry.
+
+External targets (models the store did not train, `num_external` > 0): the bank's last
+`num_external` rows hold their signals, computed from their outputs on the store's queries.
+Their keep rows are placeholders, all False, and are never read as membership: the truth of
+an external target is not in the bank. Such rows are never anyone's shadow, and an external
+target's shadows are all the store's models, whatever their membership
+(`lira_jax.attacks.shadow_sets`); only external rows can be the targets of such a bank.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ __all__ = [
     "AttackOutput",
     "AttackUndefined",
     "SignalBank",
+    "check_external",
+    "check_targets",
     "signal_bank_from_logits",
 ]
 
@@ -87,6 +96,8 @@ class SignalBank:
       posteriors: [M, N, K] float32 label-first posteriors averaged over queries, or None.
       predicted: [M, N, A] int predicted labels (argmax over classes) per query, or None.
       labels: [N] int labels, or None.
+      num_external: E, the last E rows are external targets (module docstring); their keep
+        rows must be False. 0: every row is a store model.
     """
 
     keep: np.ndarray
@@ -97,6 +108,7 @@ class SignalBank:
     posteriors: np.ndarray | None = None
     predicted: np.ndarray | None = None
     labels: np.ndarray | None = None
+    num_external: int = 0
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -109,6 +121,7 @@ class SignalBank:
             raise ValueError(
                 f"Need at least 2 models (one target, one shadow), got M={num_models}."
             )
+        check_external(keep, self.num_external)
         expected = {
             "phi": 3,
             "loss": 2,
@@ -162,6 +175,11 @@ class SignalBank:
         return self.keep.shape[1]
 
     @property
+    def num_store_models(self) -> int:
+        """Rows that are store models (all but the `num_external` external targets)."""
+        return self.num_models - self.num_external
+
+    @property
     def available(self) -> frozenset[str]:
         """Names of the signals present (plus "labels" when labels are known)."""
         names = {n for n in _BANK_SIGNALS if getattr(self, n) is not None}
@@ -180,13 +198,7 @@ class SignalBank:
 
     def check_targets(self, targets: Iterable[int] | np.ndarray) -> np.ndarray:
         """Validates target model indices; returns them as an int64 [T] array."""
-        targets = np.asarray(targets, dtype=np.int64).reshape(-1)
-        if targets.size == 0 or targets.min() < 0 or targets.max() >= self.num_models:
-            raise ValueError(
-                f"targets must be model indices in [0, {self.num_models}), got "
-                f"{targets.tolist()[:8]}."
-            )
-        return targets
+        return check_targets(targets, self.num_models, self.num_external)
 
     def require(self, names: Iterable[str], attack: str) -> None:
         """Raises ValueError naming the signals `attack` needs but the bank lacks."""
@@ -199,6 +211,41 @@ class SignalBank:
             )
 
 
+def check_external(keep: np.ndarray, num_external: int) -> None:
+    """Validates `num_external` of a bank with membership `keep` [M, N] (module docstring)."""
+    num_models = keep.shape[0]
+    if isinstance(num_external, bool) or not isinstance(num_external, int | np.integer):
+        raise ValueError(f"num_external={num_external!r} must be an int.")
+    if not 0 <= num_external <= num_models - 2:
+        raise ValueError(
+            f"num_external={num_external} must leave at least 2 store models of M={num_models}."
+        )
+    if num_external and keep[num_models - num_external :].any():
+        raise ValueError(
+            "The keep rows of external targets are placeholders and must be all False (their "
+            "membership is not the bank's to know); pass the truth to the evaluation instead."
+        )
+
+
+def check_targets(targets, num_models: int, num_external: int = 0) -> np.ndarray:
+    """Validates target model indices of a bank; returns them as an int64 [T] array.
+
+    With external targets (`num_external` > 0) only the external rows may be targets."""
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if targets.size == 0 or targets.min() < 0 or targets.max() >= num_models:
+        raise ValueError(
+            f"targets must be model indices in [0, {num_models}), got {targets.tolist()[:8]}."
+        )
+    first = num_models - num_external
+    if num_external and targets.min() < first:
+        raise ValueError(
+            f"This bank holds {num_external} external target(s) in rows [{first}, {num_models}); "
+            f"targets {targets[targets < first].tolist()[:8]} are store models, which are "
+            "attacked leave-one-out in a bank without external rows."
+        )
+    return targets
+
+
 def signal_bank_from_logits(
     logits: Any,
     labels: np.ndarray,
@@ -207,6 +254,7 @@ def signal_bank_from_logits(
     signal_names: Iterable[str] = _BANK_SIGNALS,
     max_posterior_features: int = MAX_POSTERIOR_FEATURES,
     chunk_elements: int = 1 << 24,
+    num_external: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> SignalBank:
     """Reduces logits to a `SignalBank`, streaming chunks of models.
@@ -220,6 +268,7 @@ def signal_bank_from_logits(
         compute (loss and p_y are always computed: they are small).
       max_posterior_features: K, the number of label-first posterior entries kept.
       chunk_elements: about how many logit values are processed at once.
+      num_external: the last rows that are external targets (module docstring).
       log: optional progress callback.
 
     Returns:
@@ -298,4 +347,4 @@ def signal_bank_from_logits(
             f"{' ...' if len(bad_models) > 10 else ''}: those models diverged. Retrain them "
             "(e.g. with a lower --learning_rate) before attacking."
         )
-    return SignalBank(keep=keep, labels=labels, **out)
+    return SignalBank(keep=keep, labels=labels, num_external=num_external, **out)

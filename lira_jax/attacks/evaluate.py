@@ -378,6 +378,37 @@ def evaluate_signals(
     num_models = bank.num_models
     if not 1 <= num_targets <= num_models:
         raise ValueError(f"{num_targets=} must be between 1 and the number of models {num_models}.")
+    names, registry = _checked_names(bank, attack_names, exposure, registry, attack_options)
+    masks = _group_masks(groups, group_names, bank.num_examples, num_targets)
+    per_target_groups = groups is not None and np.ndim(groups) == 2
+    targets = np.arange(num_targets)
+    truth = bank.keep[targets]
+    if truth.all() or not truth.any():
+        raise ValueError(
+            f"The {num_targets} target model(s) have {int(truth.sum())} members among "
+            f"{truth.size} (model, example) pairs: the ROC needs members and non-members."
+        )
+    results, curves, _ = _run_attacks(
+        bank,
+        names,
+        targets,
+        truth,
+        registry=registry,
+        masks=masks,
+        per_target_groups=per_target_groups,
+        settings=dict(fpr_levels=fpr_levels, num_bootstrap=num_bootstrap, seed=seed, level=level),
+        options=dict(attack_options or {}),
+        masked=exposure == "labels",
+        log=log,
+    )
+    if not curves and require_defined:
+        reasons = "; ".join(f"{n}: {r['reason']}" for n, r in results.items())
+        raise ValueError(f"Every requested attack is undefined on this data. {reasons}")
+    return results, curves
+
+
+def _checked_names(bank, attack_names, exposure, registry, attack_options):
+    """(attack names, registry) validated against the bank, the exposure and the options."""
     if exposure not in EXPOSURES:
         raise ValueError(f"exposure={exposure!r} must be one of {EXPOSURES}.")
     registry = ATTACKS if registry is None else registry
@@ -388,23 +419,37 @@ def evaluate_signals(
             {s for n in names if not needs_scores(registry[n]) for s in registry[n].needs},
             "label-only",
         )
-    options = dict(attack_options or {})
-    stray = sorted(set(options) - set(names))
+    stray = sorted(set(attack_options or {}) - set(names))
     if stray:
         raise ValueError(f"attack_options given for attack(s) {stray} that are not being run.")
-    masks = _group_masks(groups, group_names, bank.num_examples, num_targets)
-    per_target_groups = groups is not None and np.ndim(groups) == 2
-    targets = np.arange(num_targets)
-    truth = bank.keep[targets].ravel()
-    if truth.all() or not truth.any():
-        raise ValueError(
-            f"The {num_targets} target model(s) have {int(truth.sum())} members among "
-            f"{truth.size} (model, example) pairs: the ROC needs members and non-members."
-        )
-    units = np.tile(np.arange(bank.num_examples), num_targets)
-    settings = dict(fpr_levels=fpr_levels, num_bootstrap=num_bootstrap, seed=seed, level=level)
+    return names, registry
 
-    results, curves = {}, {}
+
+def _run_attacks(
+    bank: SignalBank,
+    names: Sequence[str],
+    targets: np.ndarray,
+    truth: np.ndarray | None,
+    *,
+    registry: Mapping[str, Attack],
+    masks: Mapping[str, np.ndarray],
+    per_target_groups: bool,
+    settings: dict,
+    options: Mapping[str, Mapping],
+    masked: bool,
+    log: Callable[[str], None] | None,
+) -> tuple[dict[str, dict], dict, dict[str, np.ndarray]]:
+    """Scores every attack on `targets` and, given the truth [T, N], measures it.
+
+    Returns:
+      (results, curves, scores): the entries of `evaluate_signals` (without the truth: only
+      "num_targets", "num_examples", "seconds", "details"), the ROC curves of the defined
+      attacks (none without the truth), and each defined attack's scores [T, N].
+    """
+    num_targets = targets.size
+    units = np.tile(np.arange(bank.num_examples), num_targets)
+    flat_truth = None if truth is None else np.asarray(truth, bool).ravel()
+    results, curves, all_scores = {}, {}, {}
     for name in names:
         start = time.perf_counter()
         base = {"num_targets": int(num_targets), "num_examples": int(bank.num_examples)}
@@ -414,7 +459,9 @@ def evaluate_signals(
                 log(f"{name}: undefined ({NEEDS_SCORES})")
             continue
         try:
-            output = registry[name].fn(bank, targets, **{"seed": seed, **options.get(name, {})})
+            output = registry[name].fn(
+                bank, targets, **{"seed": settings["seed"], **options.get(name, {})}
+            )
             scores = np.asarray(output.scores, dtype=np.float64)
             if scores.shape != (num_targets, bank.num_examples):
                 raise RuntimeError(
@@ -429,15 +476,21 @@ def evaluate_signals(
             if log is not None:
                 log(f"{name}: undefined ({e})")
             continue
+        all_scores[name] = scores
         decisions = None
         if output.threshold is not None:
             decisions = (scores >= np.asarray(output.threshold, dtype=np.float64)).ravel()
-        pooled = scores.ravel()
-        summary, curve = _metrics(pooled, truth, units, decisions, **settings)
-        res = {**summary, **base}
+        res = dict(base)
+        if flat_truth is not None:
+            pooled = scores.ravel()
+            summary, curve = _metrics(pooled, flat_truth, units, decisions, **settings)
+            res = {**summary, **base}
+            curves[name] = curve
+        elif decisions is not None:
+            res["decided_members"] = int(decisions.sum())
         if output.extras:
             res["details"] = output.extras
-        if masks:
+        if masks and flat_truth is not None:
             res["groups"] = {"all": {**summary, "num_examples": int(bank.num_examples)}}
             for group, mask in masks.items():
                 if not mask.any():
@@ -452,7 +505,7 @@ def evaluate_signals(
                 sel = mask.ravel()
                 sub, _ = _metrics(
                     pooled[sel],
-                    truth[sel],
+                    flat_truth[sel],
                     units[sel],
                     None if decisions is None else decisions[sel],
                     **settings,
@@ -461,13 +514,10 @@ def evaluate_signals(
                 res["groups"][group] = {**sub, "num_examples": count}
         res["seconds"] = round(time.perf_counter() - start, 3)
         results[name] = res
-        curves[name] = curve
         if log is not None:
-            log(f"{name}: AUC {res['auc']:.4f} ({res['seconds']:.1f} s)")
-    if not curves and require_defined:
-        reasons = "; ".join(f"{n}: {r['reason']}" for n, r in results.items())
-        raise ValueError(f"Every requested attack is undefined on this data. {reasons}")
-    return results, curves
+            auc = f"AUC {res['auc']:.4f} " if "auc" in res else ""
+            log(f"{name}: {auc}({res['seconds']:.1f} s)")
+    return results, curves, all_scores
 
 
 def evaluate_attacks(

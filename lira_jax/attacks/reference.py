@@ -70,7 +70,7 @@ def continuous_percentile_log_odds(
     lower_tail = (equal == 0) & (below == 0)
     upper_tail = (equal == 0) & (below == count)
     inside = ~lower_tail & ~upper_tail
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         between = (below - 0.5 + (x - lower) / (upper - lower)) / k
         f = np.where(equal > 0, (below + 0.5 * equal) / k, between)
         log_f_low = half + (x - smallest) / spacing

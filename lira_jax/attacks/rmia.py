@@ -18,7 +18,8 @@ Pr(z) of a population point is computed the same way, with t's membership of z.
 Constants: γ and a are options. The defaults are the paper's (γ = 2, a = 0.3);
 ml_privacy_meter, the authors' code, compares the ratios against γ = 1 and chooses the
 offline a by attacking a paired reference model (a = "auto" here): for target t the
-paired model p = t xor 1 (t − 1 for the last model of an odd M) is attacked offline, with
+paired model p = t xor 1 (t − 1 for the last model of an odd M; for the i-th external target
+of a bank, `lira_jax.attacks.bank`, store model i mod M) is attacked offline, with
 references that exclude both t and p (`shadow_sets.equalized_shadow_mask`), for every a in
 {0, 0.1, …, 1}; the a with the highest AUC on p's known membership (the smallest such a
 on ties) is used for t. t's own outputs never enter that choice.
@@ -104,10 +105,13 @@ def _out_mean(p: np.ndarray, keep: np.ndarray, use: np.ndarray, model: int) -> n
 
 def _tune_a(bank: SignalBank, target: int, seed: int, log_gamma: float, population: str):
     """The offline a (from `A_GRID`) that best attacks the model paired with `target`."""
-    num_models = bank.num_models
-    paired = target ^ 1 if (target ^ 1) < num_models else target - 1
+    num_models = bank.num_store_models
+    if target >= num_models:  # an external target pairs with a store model (never itself)
+        paired = (target - num_models) % num_models
+    else:
+        paired = target ^ 1 if (target ^ 1) < num_models else target - 1
     p, keep = bank.p_y, bank.keep
-    use = shadow_sets.equalized_shadow_mask(keep, [target, paired], seed)
+    use = shadow_sets.fold_shadow_mask(bank, [target, paired], seed)
     p_out = _out_mean(p, keep, use, paired)
     grid = np.asarray(A_GRID)[:, None]
     log_ratio = _log_ratio(p[paired][None], _offline_reference(p_out[None], grid))

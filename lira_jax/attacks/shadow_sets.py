@@ -30,6 +30,16 @@ by cutting every example's IN and OUT lists to one common length. The rule here:
 
 The cost, for a balanced mask, is one shadow per group: 2 of M models. For an unbalanced
 mask every example is cut to the sparsest example's counts, as the reference does.
+
+External targets (a bank whose last E rows hold models the store did not train, its
+`num_external`; see `lira_jax.attacks.bank`): an external target is not one of the store's
+models, so nothing needs to be left out for it. Its shadows are every store model for every
+example (rows [0, M − E), whatever their membership), never an external row; the sizes are
+then the store's own counts, which cannot depend on the external target's membership. The
+functions below that take a bank follow this rule: `cached_drop` gives None (there is no
+drop), `target_shadow_masks` yields the store rows, and `fold_shadow_mask` applies the
+equal-size rule among the store rows to the held-out store models only (none for a fold of
+external targets: all store rows).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import numpy as np
 __all__ = [
     "cached_drop",
     "equalized_shadow_mask",
+    "fold_shadow_mask",
     "equalizing_drop",
     "group_orders",
     "group_removals",
@@ -198,6 +209,44 @@ def target_shadow_mask(keep: np.ndarray, target: int, seed: int = 0) -> np.ndarr
     return equalized_shadow_mask(keep, [target], seed)
 
 
+def _external(bank_or_keep) -> int:
+    return int(getattr(bank_or_keep, "num_external", 0))
+
+
+def _store_rows_mask(keep: np.ndarray, num_external: int) -> np.ndarray:
+    """[M, N] True on the store rows, False on the external rows."""
+    mask = np.ones(keep.shape, bool)
+    mask[keep.shape[0] - num_external :] = False
+    return mask
+
+
+def fold_shadow_mask(bank_or_keep, excluded: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The shadows when the models `excluded` are held out, as the attacks that hold out a
+    fold of targets (Shokri, the augmentation attack model, RMIA's paired model) use them.
+
+    Args:
+      bank_or_keep: a `SignalBank` / `LabelBank`, or a keep mask [M, N].
+      excluded: [F] model indices held out.
+      seed: as in `equalized_shadow_mask`.
+
+    Returns:
+      [M, N] bool: `equalized_shadow_mask(keep, excluded, seed)` for a bank without external
+      rows; with external rows (module docstring), the equal-size rule among the store rows
+      for the excluded store models (all store rows if there are none), external rows False.
+    """
+    external = _external(bank_or_keep)
+    keep = _as_keep(bank_or_keep.keep if hasattr(bank_or_keep, "keep") else bank_or_keep)
+    if not external:
+        return equalized_shadow_mask(keep, excluded, seed)
+    first = keep.shape[0] - external
+    excluded = np.asarray(excluded, dtype=np.int64).reshape(-1)
+    held = excluded[excluded < first]
+    mask = _store_rows_mask(keep, external)
+    if held.size:
+        mask[:first] = equalized_shadow_mask(keep[:first], held, seed)
+    return mask
+
+
 class _KeepCache:
     """A keep mask with the `cached` memo of a `SignalBank`, for callers without a bank."""
 
@@ -225,9 +274,12 @@ def cached_drop(bank_or_keep, targets: np.ndarray, seed: int) -> np.ndarray | No
 
     Returns:
       [T, N] int64 dropped model per (target, example) (−1 where none), or None when the
-      mask is unbalanced and the caller must use `target_shadow_masks`.
+      mask is unbalanced, or the bank has external rows, and the caller must use
+      `target_shadow_masks`.
     """
     bank = _with_cache(bank_or_keep)
+    if _external(bank):  # nothing is dropped for an external target (module docstring)
+        return None
     if not bank.cached(("is_balanced",), lambda: is_balanced(bank.keep)):
         return None
     orders = bank.cached(("group_orders",), lambda: group_orders(bank.keep))
@@ -238,8 +290,20 @@ def cached_drop(bank_or_keep, targets: np.ndarray, seed: int) -> np.ndarray | No
 
 
 def target_shadow_masks(bank_or_keep, targets: np.ndarray, seed: int):
-    """Yields `target_shadow_mask(keep, t, seed)` for each target (draws memoised on a bank)."""
+    """Yields `target_shadow_mask(keep, t, seed)` for each target (draws memoised on a bank);
+    for the external targets of a bank, the store rows (module docstring)."""
     bank = _with_cache(bank_or_keep)
+    external = _external(bank)
+    if external:
+        first = bank.keep.shape[0] - external
+        for t in targets:
+            if t < first:
+                raise ValueError(
+                    f"model {int(t)} is a store model of a bank with external targets; attack "
+                    "store models leave-one-out in a bank without external rows."
+                )
+            yield _store_rows_mask(bank.keep, external)
+        return
     drop = cached_drop(bank, targets, seed)
     for i, t in enumerate(targets):
         if drop is None:

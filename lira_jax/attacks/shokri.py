@@ -171,7 +171,7 @@ def shokri_attack(
 
     x, y = [], []
     for f, fold in enumerate(folds):
-        use = shadow_sets.equalized_shadow_mask(bank.keep, fold, seed)
+        use = shadow_sets.fold_shadow_mask(bank, fold, seed)
         for c, cols in zip(classes, class_cols, strict=True):
             rng = np.random.default_rng([seed, f, int(c)])
             feats, labels = _training_set(bank, use, cols, max_train_per_class, rng, int(c), f)

@@ -1,7 +1,15 @@
 """Datasets, label tasks, membership masks, per-model labels and augmentations."""
 
 from lira_jax.data.augment import Query, apply_query, check_tabular, query_set, random_augment
-from lira_jax.data.datasets import Dataset, DatasetError, dataset_names, load_dataset
+from lira_jax.data.datasets import (
+    NPZ_FORMAT,
+    Dataset,
+    DatasetError,
+    dataset_names,
+    from_arrays,
+    load_dataset,
+    standardise,
+)
 from lira_jax.data.membership import (
     ModelLabels,
     canary_mask,
@@ -15,6 +23,7 @@ from lira_jax.data.membership import (
 from lira_jax.data.tasks import TASK_HELP, apply_task, task_labels, task_mapping
 
 __all__ = [
+    "NPZ_FORMAT",
     "TASK_HELP",
     "Dataset",
     "DatasetError",
@@ -25,6 +34,7 @@ __all__ = [
     "canary_mask",
     "check_tabular",
     "dataset_names",
+    "from_arrays",
     "keep_mask",
     "label_noise_enabled",
     "load_dataset",
@@ -34,6 +44,7 @@ __all__ = [
     "random_augment",
     "randomized_response",
     "rr_keep_probability",
+    "standardise",
     "task_labels",
     "task_mapping",
 ]

@@ -179,6 +179,11 @@ def apply_query(x: jnp.ndarray, q: Query) -> jnp.ndarray:
     return shift_image(x, q.dy, q.dx, pad) if pad else x
 
 
+def query_views(x: jnp.ndarray, queries: tuple[Query, ...]) -> jnp.ndarray:
+    """Every query of a batch, as the query pass computes them: [B, ...] -> [B, A, ...]."""
+    return jnp.stack([apply_query(x, q) for q in queries], axis=1)
+
+
 def random_augment(key: jax.Array, x: jnp.ndarray, max_shift: int, mirror: bool) -> jnp.ndarray:
     """Random shift by up to `max_shift` pixels (and random mirror), per example.
 

@@ -5,10 +5,15 @@ from lira_jax.models.zoo import (
     CNN,
     FLAT_INPUT_ARCHS,
     MLP,
+    MODEL_CONTRACT,
     LogReg,
     ResNet9,
+    WideResNet,
     arch_names,
+    check_model,
     get_model,
+    is_arch_name,
+    is_import_path,
 )
 
 __all__ = [
@@ -18,8 +23,13 @@ __all__ = [
     "FLAT_INPUT_ARCHS",
     "LogReg",
     "MLP",
+    "MODEL_CONTRACT",
     "ResNet9",
+    "WideResNet",
     "arch_names",
+    "check_model",
     "get_model",
+    "is_arch_name",
+    "is_import_path",
     "resolve_conv_impl",
 ]

@@ -73,16 +73,20 @@ def _unrolled_kernel(kernel: jnp.ndarray, h: int, w: int) -> jnp.ndarray:
 
 
 class Conv2D(nn.Module):
-    """3x3 (or k x k) 'SAME' convolution, stride 1, kernel [k, k, C_in, C_out]."""
+    """k x k convolution, kernel [k, k, C_in, C_out], padded by (k-1)//2 before and k-1-(k-1)//2
+    after (stride 1: 'SAME'). With `stride` s > 1 the output is the stride-1 output at every
+    s-th row and column, starting at 0 (PyTorch's `Conv2d(padding=(k-1)//2, stride=s)` for
+    odd k): [B, H, W, C] -> [B, ceil(H/s), ceil(W/s), F]."""
 
     features: int
     kernel_size: int = 3
     use_bias: bool = True
     impl: str = "auto"
+    stride: int = 1
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        k, c = self.kernel_size, x.shape[-1]
+        k, c, s = self.kernel_size, x.shape[-1], self.stride
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, c, self.features))
         kernel = kernel.astype(x.dtype)
         h, w = x.shape[-3], x.shape[-2]
@@ -92,13 +96,19 @@ class Conv2D(nn.Module):
             # the unrolled kernel does only the real multiply-adds (4 of 9 taps on 2x2).
             flat = x.reshape(x.shape[:-3] + (h * w * c,))
             y = (flat @ _unrolled_kernel(kernel, h, w)).reshape(x.shape[:-1] + (self.features,))
+            y = y[..., ::s, ::s, :]
         elif resolve_conv_impl(self.impl) == "patches":
-            y = jnp.einsum(
-                "bhwp,pf->bhwf", _patches(x, k), kernel.reshape(k * k * c, self.features)
-            )
+            # Strided: only the kept positions' windows enter the matmul.
+            patches = _patches(x, k)[..., ::s, ::s, :]
+            y = jnp.einsum("bhwp,pf->bhwf", patches, kernel.reshape(k * k * c, self.features))
         else:
+            lo = (k - 1) // 2
             y = jax.lax.conv_general_dilated(
-                x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+                x,
+                kernel,
+                (s, s),
+                [(lo, k - 1 - lo), (lo, k - 1 - lo)],
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
             )
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)

@@ -21,7 +21,8 @@ Arrays with a models axis (``logits``, ``keep``, ``test_logits``, ``private_labe
 
 Modules: `schema` (the spec, the metadata and the table of optional arrays), `files`
 (atomic writes, tensorstore arrays, checksums), `claims` (which process writes which model
-range), `logit_store` (create, open, read, verify, write). Design notes in each.
+range), `logit_store` (create, open, read, verify, write), `exchange` (the files exchanged
+with other frameworks: the query export and a target's outputs). Design notes in each.
 
 Plain zarr emits a ``ZarrUserWarning`` for the record files only when walking the hierarchy
 recursively (``group.tree()``, ``members(max_depth=None)``); opening arrays, reading
@@ -36,7 +37,7 @@ from lira_jax.store.errors import (
     StoreMismatchError,
 )
 from lira_jax.store.files import _array_spec, os_error_of, write_text_atomic
-from lira_jax.store.logit_store import LogitStore, create_or_open, open_store
+from lira_jax.store.logit_store import LazyLogits, LogitStore, create_or_open, open_store
 from lira_jax.store.schema import (
     FORMAT_VERSION,
     OPTIONAL_ARRAYS,
@@ -52,6 +53,7 @@ __all__ = [
     "OPTIONAL_ARRAYS",
     "BlockClaimedError",
     "IncompleteStoreError",
+    "LazyLogits",
     "LogitStore",
     "OptionalArray",
     "StoreError",

@@ -225,6 +225,23 @@ def open_store(path: str | os.PathLike, *, complete: bool = False) -> LogitStore
     return store
 
 
+class LazyLogits:
+    """A store's logits as a lazy [M, N, A, C] array: model slices are read on demand.
+
+    What the signal reductions (`lira_jax.attacks.signal_bank_from_logits`) take, so that the
+    whole logits array (9 GB for 256 x 50,000 x 18 x 10) is never in memory at once.
+    """
+
+    def __init__(self, store: LogitStore):
+        self._store = store
+        self.shape = (store.num_models, store.num_examples, store.num_queries, store.num_classes)
+        self.ndim = 4
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, index):
+        return self._store.read_logits(models=index)
+
+
 class LogitStore:
     """A handle on a logit store; use ``create_or_open`` or ``open_store`` to get one.
 

@@ -26,6 +26,9 @@ The pool is standardised once, after mixing, with its own mean and std (the test
 the base's, with the same statistics). Groups are ``over_represented`` (0) and
 ``under_represented`` (1); the store records them (``groups``, ``source_index``).
 
+A user's file (``dataset="npz:PATH"``) is checked against ``config["dataset_sha256"]`` when
+the config has it (a store's config does): a file that changed is refused.
+
 Design notes: everything is a pure function of the config (and, for singletons, of the
 first store, whose config is checked), so every job and re-run builds the same pool.
 """
@@ -179,9 +182,14 @@ def load_pool(config: dict, data_dir: str | None = None) -> Pool:
       DatasetError, ValueError: bad mixture settings or missing data, with what to do.
     """
     cfg = _mixture_config(config)
+    sha = config.get("dataset_sha256")
     if cfg["mixture"] == "none":
-        return Pool(datasets.load_dataset(config["dataset"], data_dir, config["max_train"]))
-    raw = datasets.load_raw(config["dataset"], data_dir)
+        return Pool(
+            datasets.load_dataset(
+                config["dataset"], data_dir, config["max_train"], expected_sha256=sha
+            )
+        )
+    raw = datasets.load_raw(config["dataset"], data_dir, expected_sha256=sha)
     if raw.tabular:
         raise ValueError(f"mixtures need an image dataset; {raw.name!r} is tabular.")
     n_base = config["max_train"] or raw.x_train.shape[0]

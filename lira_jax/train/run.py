@@ -45,7 +45,7 @@ from absl import logging
 from lira_jax import failpoints
 from lira_jax import store as store_lib
 from lira_jax.data import augment, datasets, membership, tasks
-from lira_jax.models import arch_names
+from lira_jax.models import arch_names, check_model, get_model, is_arch_name
 from lira_jax.train import accounting
 from lira_jax.train import params as params_lib
 from lira_jax.train.checkpoint import BlockCheckpointer
@@ -82,6 +82,7 @@ OPTIONAL_CONFIG = {
     "dp_clip_norm": None,
     "dp_delta": None,
     "dp_accountant": "pld",
+    "dataset_sha256": None,  # npz:PATH datasets: the file's sha256, recorded by `prepare`
 }
 
 
@@ -168,12 +169,16 @@ def blocks_of(models: np.ndarray, size: int) -> list[np.ndarray]:
 def check_config(config: dict) -> None:
     """Validates a config's names and numbers that need no data (raises ValueError,
     DatasetError naming the value)."""
-    if config["dataset"] not in datasets.dataset_names():
+    if not datasets.is_dataset_name(config["dataset"]):
         raise datasets.DatasetError(
-            f"Unknown dataset {config['dataset']!r}; valid names: {datasets.dataset_names()}."
+            f"Unknown dataset {config['dataset']!r}; valid names: {datasets.dataset_names()}, "
+            "or npz:PATH for your own arrays."
         )
-    if config["arch"] not in arch_names():
-        raise ValueError(f"Unknown arch {config['arch']!r}; valid names: {arch_names()}.")
+    if not is_arch_name(config["arch"]):
+        raise ValueError(
+            f"Unknown arch {config['arch']!r}; valid names: {arch_names()}, or "
+            "package.module:Name for your own flax module."
+        )
     # Validates num_models / pkeep with a clear message before any data is loaded.
     membership.keep_mask(config["seed"], config["num_models"], 1, config["pkeep"])
     k = config_option(config, "num_canaries")
@@ -184,6 +189,27 @@ def check_config(config: dict) -> None:
         raise ValueError(
             f"dp_accountant={config_option(config, 'dp_accountant')!r}; choose one of "
             f"{accounting.ACCOUNTANTS}."
+        )
+
+
+def _check_same_file(store_path: Path, config: dict) -> None:
+    """Refuses to reopen a store whose ``npz:`` data file changed since it was written
+    (the generic config-mismatch error would list ``dataset_sha256``; this one says why)."""
+    if not (store_path / "zarr.json").exists():
+        return
+    try:
+        old = store_lib.open_store(store_path).config
+    except store_lib.StoreError:
+        return  # create_or_open reports what is wrong with it
+    if old.get("dataset") == config["dataset"] and old.get("dataset_sha256") not in (
+        None,
+        config["dataset_sha256"],
+    ):
+        raise datasets.DatasetError(
+            f"{config['dataset'][len(datasets.NPZ_PREFIX) :]} changed since the store at "
+            f"{store_path} was written (sha256 {old['dataset_sha256'][:12]}... then, "
+            f"{config['dataset_sha256'][:12]}... now): its models were trained on other data. "
+            "Restore the original file, or use a new --workdir for the new one."
         )
 
 
@@ -244,7 +270,17 @@ def prepare(
     check_config(config)
     pool = load_pool(config, data_dir)
     ds = pool.dataset
+    if ds.source_sha256 is not None:  # a user's file: the store remembers its bytes
+        config["dataset_sha256"] = ds.source_sha256
+        _check_same_file(Path(workdir) / "store", config)
     ds = tasks.apply_task(ds, config_option(config, "task"))
+    # The model contract (stateless, logits [B, C], penultimate=...) before anything exists.
+    check_model(
+        get_model(config["arch"], ds.num_classes, conv_impl, tabular=ds.tabular),
+        ds.image_shape,
+        ds.num_classes,
+        config["arch"],
+    )
     if ds.tabular:
         augment.check_tabular(config["queries"], config["augment_shift"], config["augment_mirror"])
     if config["augment_mirror"] and not ds.mirror_ok:

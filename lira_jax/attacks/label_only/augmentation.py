@@ -147,12 +147,14 @@ def _patterns(correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids.reshape(m, n).astype(np.int64), np.unpackbits(rows, axis=1, count=a).astype(bool)
 
 
-def _fold_pattern_counts(ids, keep, folds, seed, num_patterns):
-    """IN and OUT counts [F, P] of each pattern among each fold's shadow pairs."""
+def _fold_pattern_counts(ids, bank_or_keep, folds, seed, num_patterns):
+    """IN and OUT counts [F, P] of each pattern among each fold's shadow pairs
+    (`bank_or_keep`: a bank, or its keep mask [M, N])."""
+    keep = getattr(bank_or_keep, "keep", bank_or_keep)
     counts_in = np.empty((len(folds), num_patterns), np.int64)
     counts_out = np.empty_like(counts_in)
     for f, fold in enumerate(folds):
-        use = shadow_sets.equalized_shadow_mask(keep, fold, seed)
+        use = shadow_sets.fold_shadow_mask(bank_or_keep, fold, seed)
         counts_in[f] = np.bincount(ids[use & keep], minlength=num_patterns)
         counts_out[f] = np.bincount(ids[use & ~keep], minlength=num_patterns)
     return counts_in, counts_out
@@ -249,7 +251,7 @@ def augmentation_model_attack(
         raise ValueError(f"fold_size={fold_size} must be >= 1.")
     folds = _target_folds(targets, fold_size)
     ids, patterns = labels_only.cached(("patterns",), lambda: _patterns(labels_only.correct))
-    counts_in, counts_out = _fold_pattern_counts(ids, labels_only.keep, folds, seed, len(patterns))
+    counts_in, counts_out = _fold_pattern_counts(ids, labels_only, folds, seed, len(patterns))
     total_in, total_out = counts_in.sum(1, keepdims=True), counts_out.sum(1, keepdims=True)
     if np.any(total_in == 0) or np.any(total_out == 0):
         raise AttackUndefined(

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lira_jax.attacks.bank import check_external, check_targets
+
 __all__ = ["LabelBank", "label_bank", "label_bank_from_logits", "predicted_labels"]
 
 
@@ -29,11 +31,14 @@ class LabelBank:
       predicted: [M, N, A] int, model m's predicted label for example n under query a
         (query 0 is the identity).
       labels: [N] int true labels.
+      num_external: the last rows that are external targets (their keep rows are False
+        placeholders; see `lira_jax.attacks.bank`).
     """
 
     keep: np.ndarray
     predicted: np.ndarray
     labels: np.ndarray
+    num_external: int = 0
     _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -61,6 +66,7 @@ class LabelBank:
                 f"labels must be an int array of shape [N]=({keep.shape[1]},), got "
                 f"{labels.dtype} {labels.shape}."
             )
+        check_external(keep, self.num_external)
         object.__setattr__(self, "keep", keep)
         object.__setattr__(self, "predicted", predicted)
         object.__setattr__(self, "labels", labels)
@@ -88,15 +94,14 @@ class LabelBank:
             self._cache[key] = compute()
         return self._cache[key]
 
+    @property
+    def num_store_models(self) -> int:
+        """Rows that are store models (all but the external targets)."""
+        return self.num_models - self.num_external
+
     def check_targets(self, targets) -> np.ndarray:
         """Validates target model indices; returns them as an int64 [T] array."""
-        targets = np.asarray(targets, dtype=np.int64).reshape(-1)
-        if targets.size == 0 or targets.min() < 0 or targets.max() >= self.num_models:
-            raise ValueError(
-                f"targets must be model indices in [0, {self.num_models}), got "
-                f"{targets.tolist()[:8]}."
-            )
-        return targets
+        return check_targets(targets, self.num_models, self.num_external)
 
 
 def label_bank(bank: Any) -> LabelBank:
@@ -119,7 +124,10 @@ def label_bank(bank: Any) -> LabelBank:
             "with `signal_bank_from_logits` including the 'predicted' signal, or pass a "
             "`LabelBank` (`label_bank_from_logits`)."
         )
-    return bank.cached(("label_bank",), lambda: LabelBank(bank.keep, predicted, labels))
+    external = getattr(bank, "num_external", 0)
+    return bank.cached(
+        ("label_bank",), lambda: LabelBank(bank.keep, predicted, labels, num_external=external)
+    )
 
 
 def predicted_labels(logits: Any, *, chunk_elements: int = 1 << 24) -> np.ndarray:

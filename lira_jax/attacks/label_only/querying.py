@@ -146,7 +146,12 @@ def run_dataset(store: store_lib.LogitStore, data_dir: str | None) -> datasets.D
         so its inputs cannot be recovered here.
     """
     config = store.config
-    ds = datasets.load_dataset(config["dataset"], data_dir, config.get("max_train"))
+    ds = datasets.load_dataset(
+        config["dataset"],
+        data_dir,
+        config.get("max_train"),
+        expected_sha256=config.get("dataset_sha256"),
+    )
     ds = apply_task(ds, config.get("task", "all"))
     if ds.x_train.shape[0] != store.num_examples or not np.array_equal(ds.y_train, store.labels()):
         raise ValueError(

@@ -1,0 +1,1 @@
+"""Benchmarks and measurement binaries (what BUILD_NOTES records)."""
