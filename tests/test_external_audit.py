@@ -11,6 +11,7 @@ import pytest
 import scipy.special
 import scipy.stats
 
+from experiments import audit as audit_bin
 from experiments import export_queries as export_bin
 from experiments import train_shadows
 from lira_jax import models
@@ -505,3 +506,38 @@ def test_external_targets_benchmark_runs_at_a_tiny_size(tmp_path):
         assert 0 < entry["audit"]["lira_online"]["auc"] < 1
         assert set(entry["null"]["lira_offline"]) == {"auc_mean", "auc_sd"}
     assert "| sklearn |" in proc.stdout
+
+
+def test_target_files_in_every_accepted_format(tmp_path):
+    import zarr
+
+    outputs = np.random.default_rng(0).normal(size=(6, 2, 3)).astype(np.float32)
+    np.save(tmp_path / "a.npy", outputs)
+    np.savez(tmp_path / "one.npz", anything=outputs)
+    np.savez(tmp_path / "named.npz", outputs=outputs, other=np.zeros(3))
+    z3 = zarr.create_array(str(tmp_path / "z3"), shape=outputs.shape, dtype="float32")
+    z3[:] = outputs
+    z2 = zarr.create_array(
+        str(tmp_path / "z2"), shape=outputs.shape, dtype="float32", zarr_format=2
+    )
+    z2[:] = outputs
+    for name in ("a.npy", "one.npz", "named.npz", "z3", "z2"):
+        np.testing.assert_array_equal(exchange.read_target_outputs(tmp_path / name), outputs)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(store_lib.StoreError, match="not a zarr array"):
+        exchange.read_target_outputs(tmp_path / "plain")
+    np.save(tmp_path / "k.npy", np.arange(6) % 2 == 0)
+    np.savez(tmp_path / "k.npz", keep=np.arange(6) % 2 == 0, extra=np.ones(2))
+    for name in ("k.npy", "k.npz"):
+        assert exchange.read_target_keep(tmp_path / name).tolist() == [True, False] * 3
+
+
+def test_audit_refuses_a_store_with_missing_blocks(tmp_path):
+    config = train_shadows.make_config(
+        "digits", max_train=100, arch="mlp", num_models=4, epochs=1, queries="identity"
+    )
+    train_shadows.train_shadows(config, tmp_path, model_range="0:2", log=_quiet)
+    np.save(tmp_path / "t.npy", np.zeros((100, 1, 10), np.float32))
+    with pytest.raises(store_lib.IncompleteStoreError, match="--model_range=2:4"):
+        audit_bin.audit(tmp_path, tmp_path / "t.npy", log=_quiet)
+    assert not (tmp_path / "results").exists()
