@@ -299,6 +299,8 @@ def recipe_check(
             "out": float(target_correct[~target_keep].mean()),
             "all": float(target_correct.mean()),
         }
+    target = {k: round(v, 4) for k, v in target.items()}
+    shadows = {k: round(float(v), 4) for k, v in shadows.items()}
     keys = ("in", "out") if target_keep is not None else ("all",)
     diff = {k: round(target[k] - shadows[k], 4) for k in keys}
     mismatch = any(abs(v) > tolerance for v in diff.values())
@@ -319,8 +321,8 @@ def recipe_check(
             "target's recipe and audit again."
         )
     return {
-        "target": {k: round(v, 4) for k, v in target.items()},
-        "shadows": {k: round(float(v), 4) for k, v in shadows.items()},
+        "target": target,
+        "shadows": shadows,
         "differences": diff,
         "tolerance": tolerance,
         "mismatch": bool(mismatch),
