@@ -9,7 +9,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 # Required by every binary built with `main_for` (checked there, not at definition, so a
-# binary that has no run directory, such as benchmark_attacks, can share the other flags).
+# binary that has no run directory, such as bench.attacks, can share the other flags).
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: holds store/ (the logits) and results/."
 )

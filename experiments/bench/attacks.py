@@ -1,7 +1,7 @@
 r"""Attack-scoring benchmark on a synthetic store: is every attack vectorised?
 
-    python -m experiments.benchmark_attacks                      # 256 x 50,000 x 18 x 10
-    python -m experiments.benchmark_attacks --num_examples=5000  # a quicker look
+    python -m experiments.bench.attacks                      # 256 x 50,000 x 18 x 10
+    python -m experiments.bench.attacks --num_examples=5000  # a quicker look
 
 The synthetic logits are generated lazily, one block of models at a time, from a seed (the
 9 GB of a full-size store never exist at once), with a per-example membership effect of

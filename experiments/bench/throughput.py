@@ -1,16 +1,16 @@
 r"""Throughput of the multi-model engine against a one-model-at-a-time flax loop.
 
-    python -m experiments.benchmark
+    python -m experiments.bench.throughput
     # CPU (default): digits 8x8 and digits upsampled to 28x28, cnn32; ~12-15 min on 2 cores.
     # Prints Markdown tables: model-epochs/s of the engine for M = 1, 8, 32, 128 models and
     # of a plain flax/optax loop training the same models one at a time, their ratio, the
     # engine's useful FLOP/s as a fraction of a measured 2048x2048 matmul, block memory;
     # a block-size sweep; a head-to-head of the two trainers run alternately; convolution
     # lowerings and model mappings; float32 vs bfloat16 accuracy.
-    python -m experiments.benchmark --settings=cifar_synth    # GPU: CIFAR-shaped 32x32x3
-    python -m experiments.benchmark --settings=query          # query pass vs training
-    python -m experiments.benchmark --settings=whole          # whole processes vs PyTorch
-    # `whole`: train_shadows and a PyTorch one-model-at-a-time loop (experiments/torch_peer.py,
+    python -m experiments.bench.throughput --settings=cifar_synth  # GPU: CIFAR-shaped 32x32x3
+    python -m experiments.bench.throughput --settings=query        # query pass vs training
+    python -m experiments.bench.throughput --settings=whole        # whole processes vs PyTorch
+    # `whole`: train_shadows and a PyTorch one-model-at-a-time loop (`bench/torch_peer.py`,
     # needs `pip install -e '.[bench]'`) as separate processes, alternately, per phase, on
     # digits (32 cnn32 x 30 epochs) and Fashion-MNIST (N=10,000, 8 cnn32 x 3 epochs), then
     # each process's training examples/s and query forwards/s with the FLOP/s they mean as
@@ -59,7 +59,7 @@ import optax
 from absl import app, flags
 from flax.training import train_state
 
-from experiments.tables import table
+from experiments.bench.tables import table
 from lira_jax.data import augment, keep_mask, load_dataset
 from lira_jax.models import get_model
 from lira_jax.models.zoo import CNN
@@ -750,8 +750,8 @@ def main(argv):
 
 
 def _run_process_benchmarks(name: str, backend: str) -> None:
-    """--settings=query or --settings=whole (modules benchmark_query, benchmark_whole)."""
-    from experiments import benchmark_query, benchmark_whole
+    """--settings=query, whole or memory (modules `query`, `whole` of this package)."""
+    from experiments.bench import query, whole
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -763,22 +763,22 @@ def _run_process_benchmarks(name: str, backend: str) -> None:
         f"{' / '.join(f'{v:.2f}' for v in load0)}."
     )
     if name == "memory":
-        benchmark_whole.memory_table(out, data_dir=_FASHION_DIR.value)
+        whole.memory_table(out, data_dir=_FASHION_DIR.value)
     elif name == "query":
-        benchmark_query.run(
+        query.run(
             out,
             rounds=_ROUNDS.value,
             fashion_dir=_FASHION_DIR.value,
             fashion_examples=_QUERY_EXAMPLES.value,
         )
     else:
-        unknown = sorted(set(_WHOLE.value) - set(benchmark_whole.WORKLOADS))
+        unknown = sorted(set(_WHOLE.value) - set(whole.WORKLOADS))
         if unknown:
             raise app.UsageError(
-                f"Unknown --whole_workloads {unknown}; valid: {list(benchmark_whole.WORKLOADS)}."
+                f"Unknown --whole_workloads {unknown}; valid: {list(whole.WORKLOADS)}."
             )
         logs = Path(_LOGS.value) if _LOGS.value else None
-        benchmark_whole.run(
+        whole.run(
             out,
             _WHOLE.value,
             rounds=_ROUNDS.value,
