@@ -244,7 +244,7 @@ def test_every_experiment_imports_in_one_process():
         for p in root.rglob("*.py")
         if p.stem != "__init__"
     )
-    assert {"train_shadows", "bench.throughput", "bench.attacks"} <= set(names)
+    assert {"train_shadows", "bench.throughput", "bench.attacks", "bench.device"} <= set(names)
     code = "import importlib\n" + "".join(
         f"importlib.import_module('experiments.{n}')\n" for n in names
     )

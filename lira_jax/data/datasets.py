@@ -10,6 +10,8 @@ user-side step); Fashion-MNIST can also be read from gzip'd IDX files such as
 those of Debian's `dataset-fashion-mnist` package. Tabular datasets (`breast_cancer`,
 scikit-learn's embedded 569 x 30 set) come back as [N, F] features standardised per
 feature; they have no augmentation and only the identity query (`Dataset.tabular`).
+`cifar_synth` is generated from a seed (`lira_jax.data.synthetic`): CIFAR-10's shapes and
+sizes where no prepared copy exists (benchmarks, the accelerator check, tests).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ _TFDS_NAMES = {
     "svhn_cropped": ("svhn_cropped", False),
 }
 _EMBEDDED = ("digits", "breast_cancer")
+# Generated from a seed, no files (`lira_jax.data.synthetic`): CIFAR-10's shapes and sizes.
+_SYNTHETIC = ("cifar_synth",)
 _IDX = ("fashion_mnist_idx",)
 # Where Debian's `dataset-fashion-mnist` puts the four .gz files (`dpkg -L
 # dataset-fashion-mnist`).
@@ -80,7 +84,7 @@ DEFAULT_IDX_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 def dataset_names() -> tuple[str, ...]:
-    return _EMBEDDED + tuple(_TFDS_NAMES) + _IDX
+    return _EMBEDDED + tuple(_TFDS_NAMES) + _IDX + _SYNTHETIC
 
 
 def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,6 +249,8 @@ def load_raw(name: str, data_dir: str | None = None) -> Dataset:
         return _raw(name, *_load_breast_cancer(), 2, False)
     if name == "fashion_mnist_idx":
         return _raw(name, *_load_idx_dir(data_dir), 10, True)
+    if name == "cifar_synth":
+        return _load_synthetic(name)
     if name in _TFDS_NAMES:
         tfds_name, mirror_ok = _TFDS_NAMES[name]
         *arrays, num_classes = _load_tfds(tfds_name, data_dir)
@@ -269,4 +275,14 @@ def load_dataset(name: str, data_dir: str | None = None, max_train: int | None =
     """
     if max_train is not None and max_train < 2:
         raise DatasetError(f"max_train={max_train} must be at least 2 (or unset for all).")
+    if name in _SYNTHETIC:  # generate only the first max_train (the same examples as all)
+        return standardise(_load_synthetic(name, max_train), max_train)
     return standardise(load_raw(name, data_dir), max_train)
+
+
+def _load_synthetic(name: str, max_train: int | None = None) -> Dataset:
+    # Imported here: the PyTorch peer loads this file by path, without the package (JAX).
+    from lira_jax.data import synthetic
+
+    num_train = synthetic.NUM_TRAIN if max_train is None else min(max_train, synthetic.NUM_TRAIN)
+    return _raw(name, *synthetic.cifar_like(num_train), synthetic.NUM_CLASSES, True)
