@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments.bench import device
-from tests.binaries import REPO, binary_env, run_binary
+from tests.binaries import REPO, binary_env, run_binary, run_python
 
 _BLOCKED = "raise ImportError('not on the accelerator machine: the check must not import it')\n"
 
@@ -179,3 +179,31 @@ def test_wheel_list_pins_one_version_of_each_and_matches_the_project():
             version = pins[names.index(name)].split("==")[1]
             assert dep.specifier.contains(version), (dep, version)
     assert os.access(REPO / "scripts" / "device_check.sh", os.X_OK)
+
+
+_PARSE_EVERY_STAGE = r"""
+import importlib, json, sys
+from pathlib import Path
+from absl import flags
+from experiments.bench import device
+for size in device.SIZES.values():
+    argvs = device.stage_argvs(size, Path("/nonexistent"), size.epochs, size.models)
+    for name, argv in argvs.items():
+        if argv[0] != "-m":
+            continue
+        importlib.import_module(argv[1])
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["prog", *argv[2:]])  # raises on an unknown flag or a bad value
+print("parsed")
+"""
+
+
+def test_every_stage_flag_of_both_sizes_is_known_to_its_binary():
+    """The device sizes run only on a device: their flags are checked here, unrun."""
+    proc = run_python("-c", _PARSE_EVERY_STAGE, timeout=300)
+    assert proc.returncode == 0 and "parsed" in proc.stdout, proc.stderr[-2000:]
+    size = device.SIZES["device"]
+    train = device.stage_argvs(size, REPO, size.epochs, size.models)["train_float32"]
+    assert "--num_models=256" in train and "--dataset=cifar_synth" in train
+    assert "--queries=shift1" in train and "--augment_mirror" in train  # 18 queries
+    assert sum(size.caps.values()) <= size.budget_s

@@ -340,6 +340,55 @@ def goal(summary: dict) -> dict:
     }
 
 
+def run_dirs(work: Path) -> dict[str, Path]:
+    """The workdirs of the two training runs, by compute dtype."""
+    return {dtype: work / f"run_{dtype}" for dtype in ("float32", "bfloat16")}
+
+
+def stage_argvs(size: Size, work: Path, epochs: int, models: int) -> dict[str, list[str]]:
+    """Each stage's arguments to the interpreter (`python -m MODULE FLAGS...`, or `-c`)."""
+    runs = run_dirs(work)
+    train_flags = (
+        *size.train,
+        f"--num_models={models}",
+        f"--epochs={epochs}",
+        "--queries=shift1",
+        "--augment_mirror",
+        f"--compile_cache={work / 'compile_cache'}",
+    )
+    return {
+        "devices": ["-c", _DEVICES_PROGRAM, ",".join(HEAVY_OPTIONAL), ",".join(PACKAGES)],
+        "throughput": [
+            "-m",
+            "experiments.bench.throughput",
+            *size.throughput,
+            f"--json_out={work / 'throughput.json'}",
+        ],
+        **{
+            f"train_{dtype}": [
+                "-m",
+                "experiments.train_shadows",
+                f"--workdir={runs[dtype]}",
+                *train_flags,
+                f"--compute_dtype={dtype}",
+            ]
+            for dtype in runs
+        },
+        "attack": [
+            "-m",
+            "experiments.attack",
+            f"--workdir={runs['float32']}",
+            *size.attack,
+        ],
+        "attack_scoring": [
+            "-m",
+            "experiments.bench.attacks",
+            *size.attack_scoring,
+            f"--json_out={work / 'attack_scoring.json'}",
+        ],
+    }
+
+
 class Check:
     """The stages' records and the files written from them."""
 
@@ -543,46 +592,8 @@ def main(argv):
         "PYTHONUNBUFFERED": "1",
     }
     order = [s for s in STAGES if s in _ONLY.value]
-    runs = {dtype: work / f"run_{dtype}" for dtype in ("float32", "bfloat16")}
-    train_flags = (
-        *size.train,
-        f"--num_models={models}",
-        f"--epochs={epochs}",
-        "--queries=shift1",
-        "--augment_mirror",
-        f"--compile_cache={work / 'compile_cache'}",
-    )
-    argvs = {
-        "devices": ["-c", _DEVICES_PROGRAM, ",".join(HEAVY_OPTIONAL), ",".join(PACKAGES)],
-        "throughput": [
-            "-m",
-            "experiments.bench.throughput",
-            *size.throughput,
-            f"--json_out={work / 'throughput.json'}",
-        ],
-        **{
-            f"train_{dtype}": [
-                "-m",
-                "experiments.train_shadows",
-                f"--workdir={runs[dtype]}",
-                *train_flags,
-                f"--compute_dtype={dtype}",
-            ]
-            for dtype in runs
-        },
-        "attack": [
-            "-m",
-            "experiments.attack",
-            f"--workdir={runs['float32']}",
-            *size.attack,
-        ],
-        "attack_scoring": [
-            "-m",
-            "experiments.bench.attacks",
-            *size.attack_scoring,
-            f"--json_out={work / 'attack_scoring.json'}",
-        ],
-    }
+    runs = run_dirs(work)
+    argvs = stage_argvs(size, work, epochs, models)
     needs = {"attack": "train_float32"}
     for name in order:
         left = check.left()
