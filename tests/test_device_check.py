@@ -63,6 +63,7 @@ def test_every_stage_runs_offline_without_optional_packages(tiny_check):
     dev = data["stages"]["devices"]["result"]
     assert dev["backend"] == "cpu" and dev["executable"] == sys.executable
     assert dev["heavy_optional_imported"] == []  # and importing one would have failed
+    assert dev["importable"]["dp_accounting"] is True
     assert data["install"]["rc"] == "none" and "no wheels" in data["install"]["log"]
     logs = proc.stderr + (root / "out" / "device_check.log").read_text()
     assert "a python from PATH ran" not in logs

@@ -8,8 +8,9 @@ r"""The accelerator check: what the project needs to know from a GPU, in one com
 The stages, in order, each a separate process of this interpreter (`sys.executable`):
 
 1. `devices`: which JAX backend and devices the interpreter sees, the versions of the
-   packages the project uses, and which optional heavy packages the binaries imported
-   (tensorflow_datasets, torch, zarr, tensorflow: none is needed here).
+   packages the project uses, which optional heavy packages the binaries imported
+   (tensorflow_datasets, torch, zarr, tensorflow: none is needed here), and whether the
+   carried packages (dp_accounting, jax_privacy) import.
 2. `throughput`: `experiments.bench.throughput --settings=cifar_synth` (cnn64 on CIFAR-
    shaped inputs): the engine against a one-model-at-a-time flax loop, model-epochs/s, FLOP/s
    against the matmul peak, block and peak memory, the automatic block size, the
@@ -29,7 +30,7 @@ The stages, in order, each a separate process of this interpreter (`sys.executab
 6. `attack_scoring`: `experiments.bench.attacks` at 256 x 50,000 x 18 x 10 (synthetic
    logits, 16 targets).
 
-Budget: `--budget_s` (default: 480 s for `device`, 300 s for `tiny`) bounds the whole
+Budget: `--budget_s` (default: 480 s for `device`, 900 s for `tiny`) bounds the whole
 check. Stage i may run for max(cap_i, left - sum of the caps of the stages after it),
 never more than what is left (`CAPS`): a stage that ends early leaves its time to the
 later ones, a slow one cannot starve them of their caps. A stage past its time is killed
@@ -101,7 +102,7 @@ _WORK = flags.DEFINE_string(
     "work", None, "Scratch folder for the runs (default: OUT/work). Not needed afterwards."
 )
 _BUDGET = flags.DEFINE_float(
-    "budget_s", None, "Seconds for all stages (default: 480 for device, 300 for tiny)."
+    "budget_s", None, "Seconds for all stages (default: 480 for device, 900 for tiny)."
 )
 _ONLY = flags.DEFINE_list("stages", list(STAGES), f"Stages to run, of {list(STAGES)}.")
 _TRAIN_EPOCHS = flags.DEFINE_integer(
@@ -169,7 +170,7 @@ SIZES = {
         throughput=(
             "--settings=cifar_tiny",
             "--models=4",
-            "--block_sizes=2",
+            "--block_sizes=4",
             "--timed_epochs=1",
             "--rounds=1",
             "--baseline_models=1",
@@ -186,14 +187,15 @@ SIZES = {
             "--num_queries=18",
             "--num_targets=2",
         ),
-        budget_s=300.0,
+        # Generous: a CPU shared with other jobs can be several times slower than idle.
+        budget_s=900.0,
         caps=dict(
-            devices=30,
-            throughput=60,
-            train_float32=60,
-            train_bfloat16=60,
-            attack=45,
-            attack_scoring=45,
+            devices=60,
+            throughput=240,
+            train_float32=180,
+            train_bfloat16=180,
+            attack=120,
+            attack_scoring=120,
         ),
     ),
 }
@@ -212,6 +214,13 @@ for p in sys.argv[2].split(","):
     except md.PackageNotFoundError:
         versions[p] = None
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1].split(","))
+importable = {}  # the carried packages, which the binaries import only when used
+for name in ("dp_accounting", "jax_privacy"):
+    try:
+        importlib.import_module(name)
+        importable[name] = True
+    except Exception as e:
+        importable[name] = repr(e)[:300]
 devices = jax.devices()
 stats = devices[0].memory_stats() if devices[0].platform != "cpu" else None
 memory = (stats or {}).get("bytes_limit")
@@ -224,6 +233,7 @@ print("DEVICES_JSON " + json.dumps({
     "executable": sys.executable,
     "versions": versions,
     "heavy_optional_imported": heavy,
+    "importable": importable,
 }))
 """
 
@@ -448,10 +458,23 @@ def _fmt(v, spec=".1f") -> str:
 def _stage_line(name: str, s: dict) -> str:
     """One cell: the stage's main numbers."""
     r = s.get("result") or {}
-    if s["status"] != "ok":
-        return (s.get("error") or "").splitlines()[-1][:160] if s.get("error") else ""
+    if s["status"] != "ok":  # a timeout's or a skip's reason, or the log's last line
+        lines = [ln for ln in (s.get("error") or "").splitlines() if ln.strip()]
+        first = s["status"] in ("timeout", "skipped")
+        return (lines[0] if first else lines[-1])[:200].replace("|", "/") if lines else ""
     if name == "devices":
-        return f"{r.get('backend')}: {r.get('device_kind')} x {len(r.get('devices', []))}"
+        memory = r.get("memory_gib")
+        missing = [k for k, v in r.get("importable", {}).items() if v is not True]
+        return (
+            f"{r.get('backend')}: {r.get('device_kind')} x {len(r.get('devices', []))}"
+            + (f", {memory:.0f} GiB" if memory else "")
+            + (
+                f"; heavy optional imported: {r['heavy_optional_imported']}"
+                if r.get("heavy_optional_imported")
+                else ""
+            )
+            + (f"; not importable: {', '.join(missing)}" if missing else "")
+        )
     if name == "throughput":
         parts = []
         for setting, v in r.get("settings", {}).items():
