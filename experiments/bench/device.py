@@ -157,13 +157,15 @@ SIZES = {
         attack=("--num_targets=16",),
         attack_scoring=(),  # its defaults: 256 x 50,000 x 18 x 10, 16 targets
         budget_s=480.0,
+        # The float32 run is the goal's measurement: the largest share. Its query pass
+        # (256 x 50,000 x 18 forwards) costs about 12 training epochs of its 256 models.
         caps=dict(
-            devices=30,
-            throughput=120,
-            train_float32=110,
-            train_bfloat16=90,
+            devices=20,
+            throughput=90,
+            train_float32=150,
+            train_bfloat16=110,
             attack=60,
-            attack_scoring=70,
+            attack_scoring=50,
         ),
     ),
     "tiny": Size(
