@@ -78,7 +78,7 @@ class QueryLayout:
         resolve_conv_impl(self.conv_impl)
 
 
-# Measured with `experiments/bench/throughput.py --settings=query` (BUILD_NOTES.md, issue 12).
+# Measured with `experiments/bench/throughput.py --settings=query` (BUILD_NOTES.md).
 # CPU "auto": XLA's convolution for inputs of 16x16 and more, "patches" below (see
 # `query_conv_impl`). GPU/TPU values are unmeasured: big batches, the accelerator's lowering.
 QUERY_DEFAULTS = {
