@@ -131,6 +131,7 @@ def test_a_stage_past_its_time_is_killed_and_the_rest_still_recorded(tmp_path):
         "--stages=throughput,attack,attack_scoring",
         "--budget_s=6",
         f"--out={tmp_path}",
+        f"--work={tmp_path / 'work'}",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -35,7 +35,8 @@ check. Stage i may run for max(cap_i, left - sum of the caps of the stages after
 never more than what is left (`CAPS`): a stage that ends early leaves its time to the
 later ones, a slow one cannot starve them of their caps. A stage past its time is killed
 (its process group) and recorded as `timeout`; a stage whose input failed is `skipped`;
-the next stage runs in every case.
+the next stage runs in every case. A training stage first removes its workdir, so a
+second check in the same `--work` trains again.
 
 Output, rewritten after every stage (a check killed from outside still leaves the stages
 done): `OUT/device_check.json`, `OUT/device_check.md` (the summary table, the goal, the
@@ -59,9 +60,11 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,7 +102,10 @@ _SIZE = flags.DEFINE_enum(
 )
 _OUT = flags.DEFINE_string("out", None, "Folder of device_check.json, .md and .log.")
 _WORK = flags.DEFINE_string(
-    "work", None, "Scratch folder for the runs (default: OUT/work). Not needed afterwards."
+    "work",
+    None,
+    "Scratch folder of the runs (~20 GB at the device size; default: a new temporary folder, "
+    "never under --out, whose files the device tool brings back).",
 )
 _BUDGET = flags.DEFINE_float(
     "budget_s", None, "Seconds for all stages (default: 480 for device, 900 for tiny)."
@@ -601,8 +607,11 @@ def main(argv):
     if budget <= 0:
         raise app.UsageError(f"--budget_s={budget} must be > 0.")
     out = Path(_OUT.value).resolve()
-    work = Path(_WORK.value).resolve() if _WORK.value else out / "work"
-    work.mkdir(parents=True, exist_ok=True)
+    if _WORK.value:
+        work = Path(_WORK.value).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="lira_device_check_"))
     check = Check(out, work, _SIZE.value, budget)
     install_log = Path(_INSTALL_LOG.value) if _INSTALL_LOG.value else None
     check.data["install"] = {
@@ -630,6 +639,8 @@ def main(argv):
             check.record(name, error="skipped: the time budget is spent")
             continue
         timeout = stage_timeout(name, left, size.caps, order)
+        if name.startswith("train_"):  # a run left by an earlier check would train nothing
+            shutil.rmtree(runs[name.removeprefix("train_")], ignore_errors=True)
         argv = argvs[name]
         run = run_stage(argv, work / f"{name}.log", timeout, env)
         check.logs[name] = run.log
