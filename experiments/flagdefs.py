@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from absl import app, flags
 
 # Required by every binary built with `main_for` (checked there, not at definition, so a
-# binary that has no run directory, such as benchmark_attacks, can share the other flags).
+# binary that has no run directory, such as bench.attacks, can share the other flags).
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: holds store/ (the logits) and results/."
 )
@@ -34,6 +36,18 @@ NUM_MODELS = flags.DEFINE_integer(
 NUM_EXAMPLES = flags.DEFINE_integer(
     "num_examples", None, "Examples N (benchmarks: synthetic size, or the first N)."
 )
+
+JSON_OUT = flags.DEFINE_string(
+    "json_out", None, "Benchmarks: also write the measured numbers to this JSON file."
+)
+
+
+def write_json_out(path: str | None, data: dict) -> None:
+    """Writes `data` (JSON-serialisable) to `path` (a --json_out value); nothing if None."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
 
 # Attack flags (experiments.attack and the benchmarks that time attacks). A binary whose
 # default differs sets it with `set_defaults` before parsing.

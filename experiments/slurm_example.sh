@@ -24,7 +24,7 @@ DATA_DIR=${2:-$HOME/tensorflow_datasets}
 NUM_MODELS=${NUM_MODELS:-256}
 MODELS_PER_TASK=${MODELS_PER_TASK:-32}      # one array task = this many models
 PARTITION=${PARTITION:-gpu}
-VENV=${VENV:-$PWD/.venv}
+VENV=${VENV:-$PWD/.venv}              # jobs run $VENV/bin/python, not a python on PATH
 TASKS=$(( (NUM_MODELS + MODELS_PER_TASK - 1) / MODELS_PER_TASK ))
 
 # Flags shared by every task: the run's config must be identical in all of them (the store
@@ -46,10 +46,9 @@ train_id=$(sbatch --parsable \
   --gpus=1 --cpus-per-task=8 --mem=64G --time=12:00:00 \
   --array="0-$(( TASKS - 1 ))" \
   --output="$WORKDIR/logs/train_%A_%a.out" \
-  --wrap="source '$VENV/bin/activate' && \
-    START=\$(( SLURM_ARRAY_TASK_ID * $MODELS_PER_TASK )) && \
+  --wrap="START=\$(( SLURM_ARRAY_TASK_ID * $MODELS_PER_TASK )) && \
     STOP=\$(( START + $MODELS_PER_TASK < $NUM_MODELS ? START + $MODELS_PER_TASK : $NUM_MODELS )) && \
-    python -m experiments.train_shadows ${TRAIN_FLAGS[*]} --model_range=\$START:\$STOP")
+    '$VENV/bin/python' -m experiments.train_shadows ${TRAIN_FLAGS[*]} --model_range=\$START:\$STOP")
 echo "submitted training array job $train_id ($TASKS tasks of $MODELS_PER_TASK models)"
 
 attack_id=$(sbatch --parsable \
@@ -58,8 +57,7 @@ attack_id=$(sbatch --parsable \
   --cpus-per-task=16 --mem=64G --time=4:00:00 \
   --dependency="afterok:$train_id" \
   --output="$WORKDIR/logs/attack_%j.out" \
-  --wrap="source '$VENV/bin/activate' && \
-    python -m experiments.verify --workdir='$WORKDIR' && \
-    python -m experiments.attack --workdir='$WORKDIR'")
+  --wrap="'$VENV/bin/python' -m experiments.verify --workdir='$WORKDIR' && \
+    '$VENV/bin/python' -m experiments.attack --workdir='$WORKDIR'")
 echo "submitted attack job $attack_id (runs after all of $train_id succeed)"
 echo "progress: ls $WORKDIR/store/_blocks   logs: $WORKDIR/logs"

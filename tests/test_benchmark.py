@@ -1,11 +1,11 @@
-"""Smoke tests of experiments/benchmark.py: FLOP counts against hand counts, both trainers
+"""Smoke tests of experiments/bench/throughput.py: FLOP counts against hand counts, both trainers
 on a tiny setting, the table. No timing assertions."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import benchmark
+from experiments.bench import throughput
 from lira_jax.data import keep_mask
 from lira_jax.models import get_model
 from tests.binaries import run_binary
@@ -21,9 +21,9 @@ def _hand_count(hw: int, widths=(32, 64, 128), classes: int = 10) -> int:
 
 
 def test_forward_flops_match_hand_counts():
-    assert benchmark.forward_flops_per_example("cnn32", 10, (8, 8, 1)) == _hand_count(8)
-    assert benchmark.forward_flops_per_example("cnn32", 10, (28, 28, 1)) == _hand_count(28)
-    assert benchmark.forward_flops_per_example("cnn16", 10, (8, 8, 1)) == _hand_count(
+    assert throughput.forward_flops_per_example("cnn32", 10, (8, 8, 1)) == _hand_count(8)
+    assert throughput.forward_flops_per_example("cnn32", 10, (28, 28, 1)) == _hand_count(28)
+    assert throughput.forward_flops_per_example("cnn16", 10, (8, 8, 1)) == _hand_count(
         8, (16, 32, 64)
     )
 
@@ -31,31 +31,31 @@ def test_forward_flops_match_hand_counts():
 def test_flax_baseline_has_the_zoo_architecture():
     x = jnp.zeros((1, 8, 8, 1))
     zoo = get_model("cnn32", 10, "lax").init(jax.random.PRNGKey(0), x)
-    flax = benchmark.FlaxCNN(10, 32, 3).init(jax.random.PRNGKey(0), x)
+    flax = throughput.FlaxCNN(10, 32, 3).init(jax.random.PRNGKey(0), x)
     shapes = lambda p: sorted(a.shape for a in jax.tree.leaves(p))
     assert shapes(zoo) == shapes(flax)
 
 
 def test_both_trainers_run_and_the_table_prints():
-    setting = benchmark.Setting("digits_tiny", "cnn16", 64, 16, (2,), (2,))
-    data = benchmark.load_setting_data(setting)
+    setting = throughput.Setting("digits_tiny", "cnn16", 64, 16, (2,), (2,))
+    data = throughput.load_setting_data(setting)
     assert data[0].shape == (64, 8, 8, 1)
     keep = keep_mask(0, 2, 64, 0.5)
-    fwd = benchmark.forward_flops_per_example("cnn16", 10, (8, 8, 1))
-    base = benchmark.run_flax_loop(setting, data, keep, 1, 1, fwd)
-    res, (engine, params) = benchmark.run_engine(setting, data, keep, 2, None, 1, fwd)
+    fwd = throughput.forward_flops_per_example("cnn16", 10, (8, 8, 1))
+    base = throughput.run_flax_loop(setting, data, keep, 1, 1, fwd)
+    res, (engine, params) = throughput.run_engine(setting, data, keep, 2, None, 1, fwd)
     assert res.block == 2 and res.model_epochs == 2 and res.seconds > 0
     assert res.useful_flops == keep.sum() * 3 * fwd
     assert base.useful_flops == keep[0].sum() * 3 * fwd
     assert jax.tree.leaves(params[0])[0].shape[0] == 2
-    text = benchmark.table(benchmark.result_rows([base, res], base, 1e11), benchmark.HEADER)
+    text = throughput.table(throughput.result_rows([base, res], base, 1e11), throughput.HEADER)
     lines = text.splitlines()
     assert lines[0].startswith("| trainer | M |") and len(lines) == 4
     assert "| 1.0x |" in lines[2] and np.isfinite(res.block_mib)
 
 
 def test_synthetic_logits_of_the_attack_benchmark():
-    from experiments.benchmark_attacks import SyntheticLogits
+    from experiments.bench.attacks import SyntheticLogits
 
     m, n, a, c = 64, 300, 4, 5
     keep = keep_mask(0, m, n, 0.5)
@@ -80,7 +80,7 @@ def test_synthetic_logits_of_the_attack_benchmark():
 def test_attack_benchmark_runs_as_a_binary_without_a_workdir():
     """The binary shares flags with experiments.attack (flagdefs) but has no run directory."""
     proc = run_binary(
-        "benchmark_attacks",
+        "bench.attacks",
         "--num_models=8",
         "--num_examples=200",
         "--num_queries=2",

@@ -238,11 +238,13 @@ def test_every_experiment_imports_in_one_process():
     Pipelines and tests import several binaries together, so a collision must fail here,
     in a fresh interpreter, whatever order the rest of the suite happens to import them in.
     """
+    root = REPO / "experiments"
     names = sorted(
-        ".".join(p.relative_to(REPO / "experiments").with_suffix("").parts)
-        for p in (REPO / "experiments").rglob("*.py")
+        ".".join(p.relative_to(root).with_suffix("").parts)
+        for p in root.rglob("*.py")
         if p.stem != "__init__"
     )
+    assert {"train_shadows", "bench.throughput", "bench.attacks", "bench.device"} <= set(names)
     code = "import importlib\n" + "".join(
         f"importlib.import_module('experiments.{n}')\n" for n in names
     )

@@ -231,7 +231,7 @@ def test_soak_kills_at_random_moments(tmp_path, reference_logits, seed):
 _DISK_SCRIPT = r"""
 set -u
 mount -t tmpfs -o size=8m tmpfs "$MNT" || exit 4
-train() { python -m experiments.train_shadows --workdir="$1" $FLAGS "${@:2}"; }
+train() { "$PYTHON" -m experiments.train_shadows --workdir="$1" $FLAGS "${@:2}"; }
 train "$MNT/base" --model_range=0:2 > "$OUT/base.log" 2>&1 || exit 3
 for free in $FREES; do
   cp -r "$MNT/base" "$MNT/run"
@@ -265,6 +265,7 @@ def test_full_disk_at_each_stage_loses_nothing(tmp_path):
         **os.environ,
         "PYTHONPATH": str(REPO),
         "JAX_PLATFORMS": "cpu",
+        "PYTHON": sys.executable,  # the interpreter running the tests, not `python` on PATH
         "MNT": str(mnt),
         "OUT": str(out),
         "FREES": " ".join(frees),

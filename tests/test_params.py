@@ -75,7 +75,7 @@ def test_a_flipped_byte_in_saved_params_is_detected(run, tmp_path):
 
 def test_boundary_benchmark_binary_runs_on_saved_params(run):
     proc = run_binary(
-        "benchmark_boundary",
+        "bench.boundary",
         f"--workdir={run}",
         "--num_targets=2",
         "--num_examples=16",

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import benchmark, benchmark_whole, torch_peer
+from experiments.bench import throughput, torch_peer, whole
 from lira_jax.data import augment
 from lira_jax.models import get_model
 
@@ -87,7 +87,7 @@ def test_phases_from_the_phases_line_and_from_log_timestamps():
         "I1129 x.py:1] something\nI1129 x.py:9] phases: startup=1.50s compile=2.25s "
         "train=10.00s query=3.00s store_write=0.25s total=17.00s\n"
     )
-    phases, note = benchmark_whole.parse_phases(text, 0.0, 18.0)
+    phases, note = whole.parse_phases(text, 0.0, 18.0)
     assert phases == {
         "compile": 2.25,
         "train": 10.0,
@@ -108,21 +108,21 @@ def test_phases_from_the_phases_line_and_from_log_timestamps():
         (15.0, "I{} train_shadows.py:3] wrote models [0, 4): train acc 0.9"),
     ]
     text = "\n".join(line.format(_stamp(t0 + t)) for t, line in lines)
-    phases, note = benchmark_whole.parse_phases(text, t0, 16.0)
+    phases, note = whole.parse_phases(text, t0, 16.0)
     assert phases["compile"] == pytest.approx(2.0)
     assert phases["train"] == pytest.approx(10.0 - 1.5, abs=1e-3)
     assert phases["query"] == pytest.approx(3.0 - 0.5, abs=1e-3)
     assert phases["startup & exit"] == pytest.approx(16.0 - 2.0 - 8.5 - 2.5, abs=1e-3)
     assert "store write" in note
-    assert benchmark_whole.parse_phases("no log", t0, 3.0) == (
+    assert whole.parse_phases("no log", t0, 3.0) == (
         {"startup & exit": 3.0},
         "no phases found in the log",
     )
 
 
 def test_whole_benchmark_counts_the_work_and_reports_rates():
-    work = benchmark_whole.workload_work(
-        benchmark_whole.WORKLOADS["digits"], None, benchmark.forward_flops_per_example
+    work = whole.workload_work(
+        whole.WORKLOADS["digits"], None, throughput.forward_flops_per_example
     )
     # 32 models; each of the 1,500 pool examples is IN for exactly 16 of them; 30 epochs.
     assert work.train_examples == 1500 * 16 * 30
@@ -131,11 +131,11 @@ def test_whole_benchmark_counts_the_work_and_reports_rates():
     # cnn32 on 8x8x1: 3x3 convolutions 1->32 on 8x8, 32->64 on 4x4, 64->128 on 2x2, dense.
     assert work.forward_flops == 2 * (64 * 9 * 32 + 16 * 9 * 32 * 64 + 4 * 9 * 64 * 128 + 1280)
     runs = [
-        benchmark_whole.ProcessRun("project", 20.0, 1.0, 0, {"train": 10.0, "query": 4.0}),
-        benchmark_whole.ProcessRun("peer", 30.0, 1.0, 0, {"train": 20.0, "query": 5.0}),
+        whole.ProcessRun("project", 20.0, 1.0, 0, {"train": 10.0, "query": 4.0}),
+        whole.ProcessRun("peer", 30.0, 1.0, 0, {"train": 20.0, "query": 5.0}),
     ]
     out = []
-    benchmark_whole._report_rates(out, work, runs, peak=100e9)
+    whole._report_rates(out, work, runs, peak=100e9)
     text = "\n".join(out)
     project = next(line for line in text.splitlines() if "train_shadows" in line)
     assert f"{work.train_examples / 10:,.0f}" in project

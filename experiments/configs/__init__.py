@@ -28,32 +28,26 @@ _COMMON = dict(
     store_test_logits=False,
 )
 
+# The LiRA reference setup on natural images: flips + 4-pixel shifts, 18 queries.
+_CIFAR = dict(
+    _COMMON,
+    arch="cnn64",
+    epochs=100,
+    batch_size=256,
+    learning_rate=0.1,
+    augment_shift=4,
+    augment_mirror=True,
+    queries="shift1",
+)
+
 DATASET_DEFAULTS: dict[str, dict] = {
     "digits": dict(_COMMON),
     "mnist": dict(_COMMON, epochs=20, batch_size=256, augment_shift=2),
     "fashion_mnist": dict(_COMMON, epochs=20, batch_size=256, augment_shift=2),
     "fashion_mnist_idx": dict(_COMMON, epochs=20, batch_size=256, augment_shift=2),
-    # The LiRA reference setup on natural images: flips + 4-pixel shifts, 18 queries.
-    "cifar10": dict(
-        _COMMON,
-        arch="cnn64",
-        epochs=100,
-        batch_size=256,
-        learning_rate=0.1,
-        augment_shift=4,
-        augment_mirror=True,
-        queries="shift1",
-    ),
-    "cifar100": dict(
-        _COMMON,
-        arch="cnn64",
-        epochs=100,
-        batch_size=256,
-        learning_rate=0.1,
-        augment_shift=4,
-        augment_mirror=True,
-        queries="shift1",
-    ),
+    "cifar10": dict(_CIFAR),
+    "cifar_synth": dict(_CIFAR),  # CIFAR-10's shapes, generated (lira_jax.data.synthetic)
+    "cifar100": dict(_CIFAR),
     "svhn_cropped": dict(
         _COMMON, arch="cnn64", epochs=30, batch_size=256, augment_shift=2, queries="cross1"
     ),

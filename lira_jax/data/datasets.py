@@ -16,6 +16,9 @@ gives the file's contract); both are validated with one error per problem and th
 the same standardisation, tasks and ``max_train`` as every built-in set. A file's sha256 is
 part of the loaded `Dataset` (``source_sha256``), so a run can refuse a file that changed
 since its store was written.
+
+`cifar_synth` is generated from a seed (`lira_jax.data.synthetic`): CIFAR-10's shapes and
+sizes where no prepared copy exists (benchmarks, the accelerator check, tests).
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ _TFDS_NAMES = {
     "svhn_cropped": ("svhn_cropped", False),
 }
 _EMBEDDED = ("digits", "breast_cancer")
+# Generated from a seed, no files (`lira_jax.data.synthetic`): CIFAR-10's shapes and sizes.
+_SYNTHETIC = ("cifar_synth",)
 _IDX = ("fashion_mnist_idx",)
 # Where Debian's `dataset-fashion-mnist` puts the four .gz files (`dpkg -L
 # dataset-fashion-mnist`).
@@ -107,7 +112,7 @@ No value may be NaN or infinite. Other arrays in the file are ignored."""
 
 def dataset_names() -> tuple[str, ...]:
     """The registry's names (a user's file is ``npz:PATH``, see `NPZ_FORMAT`)."""
-    return _EMBEDDED + tuple(_TFDS_NAMES) + _IDX
+    return _EMBEDDED + tuple(_TFDS_NAMES) + _IDX + _SYNTHETIC
 
 
 def is_dataset_name(name: str) -> bool:
@@ -505,6 +510,8 @@ def load_raw(
         return _raw(name, *_load_breast_cancer(), 2, False)
     if name == "fashion_mnist_idx":
         return _raw(name, *_load_idx_dir(data_dir), 10, True)
+    if name == "cifar_synth":
+        return _load_synthetic(name)
     if name in _TFDS_NAMES:
         tfds_name, mirror_ok = _TFDS_NAMES[name]
         *arrays, num_classes = _load_tfds(tfds_name, data_dir)
@@ -539,4 +546,14 @@ def load_dataset(
     """
     if max_train is not None and max_train < 2:
         raise DatasetError(f"max_train={max_train} must be at least 2 (or unset for all).")
+    if name in _SYNTHETIC:  # generate only the first max_train (the same examples as all)
+        return standardise(_load_synthetic(name, max_train), max_train)
     return standardise(load_raw(name, data_dir, expected_sha256=expected_sha256), max_train)
+
+
+def _load_synthetic(name: str, max_train: int | None = None) -> Dataset:
+    # Imported here: the PyTorch peer loads this file by path, without the package (JAX).
+    from lira_jax.data import synthetic
+
+    num_train = synthetic.NUM_TRAIN if max_train is None else min(max_train, synthetic.NUM_TRAIN)
+    return _raw(name, *synthetic.cifar_like(num_train), synthetic.NUM_CLASSES, True)

@@ -4,7 +4,7 @@ Design notes: `Conv2D` has two lowerings with the same parameters and the same r
 (to float rounding): "lax" (`lax.conv_general_dilated`) and "patches" (im2col from k*k
 shifted slices, then one matmul; on a map with fewer positions than the window, such as
 2x2 under 3x3, one matmul with the unrolled kernel instead, skipping the padding zeros).
-"auto" picks per backend, by measurement (`experiments/benchmark.py`):
+"auto" picks per backend, by measurement (`experiments/bench/throughput.py`):
 - CPU: "patches". XLA's CPU convolutions are slow in the backward pass, above all inside
   compiled loops such as the engine's epoch (the kernel and input gradients of a 3x3
   convolution on small maps ran at ~2 GFLOP/s on 2 cores there, 15-25 in a single jitted

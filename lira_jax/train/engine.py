@@ -75,7 +75,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 @dataclasses.dataclass(frozen=True)
 class BackendDefaults:
-    """Execution choices per backend, measured with `experiments/benchmark.py`.
+    """Execution choices per backend, measured with `experiments/bench/throughput.py`.
 
     Attributes:
       model_chunk: models vmapped together on one device (None: all of the device's share).

@@ -13,7 +13,7 @@ Design notes:
   Call sizes are balanced (N = 1,500 in calls of at most 1,024: two calls of 750); a last
   call or forward that would run past the end starts earlier instead and recomputes a
   few examples: one compiled shape, no padding.
-- Layout and lowering per backend, measured (`experiments/benchmark.py --settings=query`,
+- Layout and lowering per backend, measured (`experiments/bench/throughput.py --settings=query`,
   BUILD_NOTES.md): on CPU one model at a time (`lax.map`), the forward pass in the
   convolution lowering of `QUERY_DEFAULTS`; on GPUs the device's share of models vmapped.
   The lowering of the forward pass need not be the training lowering: both compute the
@@ -78,7 +78,7 @@ class QueryLayout:
         resolve_conv_impl(self.conv_impl)
 
 
-# Measured with `experiments/benchmark.py --settings=query` (BUILD_NOTES.md, issue 12).
+# Measured with `experiments/bench/throughput.py --settings=query` (BUILD_NOTES.md).
 # CPU "auto": XLA's convolution for inputs of 16x16 and more, "patches" below (see
 # `query_conv_impl`). GPU/TPU values are unmeasured: big batches, the accelerator's lowering.
 QUERY_DEFAULTS = {

@@ -1,11 +1,11 @@
 r"""The peer users run today: a PyTorch loop that trains the same CNNs one at a time.
 
     pip install -e '.[bench]'   # torch (CPU), an optional extra: never a runtime dependency
-    python -m experiments.torch_peer --workdir=/tmp/peer --dataset=digits --num_models=32
+    python -m experiments.bench.torch_peer --workdir=/tmp/peer --dataset=digits --num_models=32
     # trains 32 cnn32 models x 30 epochs on digits, then logits of every pool example under
     # the 5 queries; prints one line `phases: startup=...s compile=0.00s train=...s ...`
 
-`experiments/benchmark.py --settings=whole` runs it beside `train_shadows`, as separate
+`experiments/bench/throughput.py --settings=whole` runs it beside `train_shadows`, as separate
 processes, alternately. It follows the project's recipe so that both compute the same
 thing: the same balanced 50% keep subsets (`lira_jax.data.membership.keep_mask`), dataset
 and standardisation (`lira_jax.data.datasets`), per-dataset defaults
@@ -73,7 +73,7 @@ _QUERY_NAME = re.compile(r"^(id|mirror)_dy([+-]\d+)_dx([+-]\d+)$")
 
 def _load_by_path(name: str):
     """A numpy-only module of lira_jax/data without importing the package (and JAX)."""
-    path = Path(__file__).resolve().parents[1] / "lira_jax" / "data" / f"{name}.py"
+    path = Path(__file__).resolve().parents[2] / "lira_jax" / "data" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"_peer_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up

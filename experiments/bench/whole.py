@@ -1,8 +1,8 @@
 """Whole processes, side by side: `train_shadows` against the PyTorch loop users run today.
 
-Part of `python -m experiments.benchmark --settings=whole` (flags live there). Each round
-runs `python -m experiments.train_shadows` and `python -m experiments.torch_peer` (the
-same models, recipe, keep subsets and queries; see `experiments/torch_peer.py`) as
+Part of `python -m experiments.bench.throughput --settings=whole` (flags live there). Each round
+runs `python -m experiments.train_shadows` and `python -m experiments.bench.torch_peer` (the
+same models, recipe, keep subsets and queries; see `experiments/bench/torch_peer.py`) as
 separate processes, one after the other, in alternating order, each into a fresh workdir.
 The project's first round starts with an empty compilation cache (a user's first run);
 later rounds reuse it (a re-run, or the next block/job of a run). Measured per process:
@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from experiments import configs
-from experiments.tables import table
+from experiments.bench.tables import table
 from lira_jax.data import augment, keep_mask, load_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PHASES = ("compile", "train", "query", "write")
 
 
@@ -225,7 +225,8 @@ def run(
                         env.update(LIRA_JAX_CACHE_DIR=str(cache), JAX_LOG_COMPILES="1")
                         flags = shared
                     else:
-                        module, flags = "experiments.torch_peer", (*shared, f"--queries={queries}")
+                        module = "experiments.bench.torch_peer"
+                        flags = (*shared, f"--queries={queries}")
                         # libgomp's threads spin while they wait: on a machine shared with
                         # other jobs that made the peer 2-4x slower (BUILD_NOTES.md); passive
                         # waiting costs it little on an idle machine. A user's setting wins.

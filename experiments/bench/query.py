@@ -1,6 +1,6 @@
 """The query pass against training, side by side: forwards/s per layout and lowering.
 
-Part of `python -m experiments.benchmark --settings=query` (flags live there). For each
+Part of `python -m experiments.bench.throughput --settings=query` (flags live there). For each
 workload (digits 8x8; Fashion-MNIST 28x28 from Debian's IDX files, or digits upsampled to
 28x28 when they are absent) it trains a block of models with the engine, then times the
 query pass of that block under several `QueryLayout`s and the training epochs again,
@@ -20,7 +20,7 @@ import time
 import jax
 import numpy as np
 
-from experiments.tables import table
+from experiments.bench.tables import table
 from lira_jax.data import augment, keep_mask, load_dataset
 from lira_jax.data.datasets import DatasetError
 from lira_jax.train import (

@@ -1,7 +1,7 @@
 r"""Attack-scoring benchmark on a synthetic store: is every attack vectorised?
 
-    python -m experiments.benchmark_attacks                      # 256 x 50,000 x 18 x 10
-    python -m experiments.benchmark_attacks --num_examples=5000  # a quicker look
+    python -m experiments.bench.attacks                      # 256 x 50,000 x 18 x 10
+    python -m experiments.bench.attacks --num_examples=5000  # a quicker look
 
 The synthetic logits are generated lazily, one block of models at a time, from a seed (the
 9 GB of a full-size store never exist at once), with a per-example membership effect of
@@ -30,6 +30,7 @@ _C = flags.DEFINE_integer("num_classes", 10, "Classes C.")
 _T = flagdefs.NUM_TARGETS
 _ATTACKS = flagdefs.ATTACKS
 _BOOTSTRAP = flagdefs.NUM_BOOTSTRAP
+_JSON_OUT = flagdefs.JSON_OUT
 
 
 class SyntheticLogits:
@@ -103,6 +104,24 @@ def main(argv):
     print(
         f"load average (1/5/15 min) at start {' / '.join(f'{v:.2f}' for v in load0)}, at end "
         f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    attacks = {
+        name: {
+            "seconds": res.get("seconds"),
+            "auc": None if res.get("undefined") else res["auc"],
+        }
+        for name, res in results.items()
+    }
+    flagdefs.write_json_out(
+        _JSON_OUT.value,
+        {
+            "shape": {"M": m, "N": n, "A": a, "C": c},
+            "num_targets": _T.value,
+            "signals_seconds": t_signals,
+            "attacks": attacks,
+            "total_seconds": total,
+            "peak_rss_gib": peak,
+        },
     )
 
 

@@ -1,7 +1,7 @@
 r"""Benchmark of the label-only boundary attack (batched HopSkipJump) on a trained run.
 
     python -m experiments.train_shadows --workdir=runs/digits --save_params
-    python -m experiments.benchmark_boundary --workdir=runs/digits
+    python -m experiments.bench.boundary --workdir=runs/digits
     # 8 targets x all 1,500 digits examples; prints seconds, label queries per second and
     # per example, the AUC with both thresholds, and ART's per-example budget for comparison.
 

@@ -1,16 +1,16 @@
 r"""Throughput of the multi-model engine against a one-model-at-a-time flax loop.
 
-    python -m experiments.benchmark
+    python -m experiments.bench.throughput
     # CPU (default): digits 8x8 and digits upsampled to 28x28, cnn32; ~12-15 min on 2 cores.
     # Prints Markdown tables: model-epochs/s of the engine for M = 1, 8, 32, 128 models and
     # of a plain flax/optax loop training the same models one at a time, their ratio, the
     # engine's useful FLOP/s as a fraction of a measured 2048x2048 matmul, block memory;
     # a block-size sweep; a head-to-head of the two trainers run alternately; convolution
     # lowerings and model mappings; float32 vs bfloat16 accuracy.
-    python -m experiments.benchmark --settings=cifar_synth    # GPU: CIFAR-shaped 32x32x3
-    python -m experiments.benchmark --settings=query          # query pass vs training
-    python -m experiments.benchmark --settings=whole          # whole processes vs PyTorch
-    # `whole`: train_shadows and a PyTorch one-model-at-a-time loop (experiments/torch_peer.py,
+    python -m experiments.bench.throughput --settings=cifar_synth  # GPU: CIFAR-shaped 32x32x3
+    python -m experiments.bench.throughput --settings=query        # query pass vs training
+    python -m experiments.bench.throughput --settings=whole        # whole processes vs PyTorch
+    # `whole`: train_shadows and a PyTorch one-model-at-a-time loop (`bench/torch_peer.py`,
     # needs `pip install -e '.[bench]'`) as separate processes, alternately, per phase, on
     # digits (32 cnn32 x 30 epochs) and Fashion-MNIST (N=10,000, 8 cnn32 x 3 epochs), then
     # each process's training examples/s and query forwards/s with the FLOP/s they mean as
@@ -59,7 +59,8 @@ import optax
 from absl import app, flags
 from flax.training import train_state
 
-from experiments.tables import table
+from experiments import flagdefs
+from experiments.bench.tables import table
 from lira_jax.data import augment, keep_mask, load_dataset
 from lira_jax.models import get_model
 from lira_jax.models.zoo import CNN
@@ -69,7 +70,7 @@ from lira_jax.train import query_logits, sharding
 _SETTINGS = flags.DEFINE_list(
     "settings",
     ["auto"],
-    "Input settings: digits8, digits28, cifar_synth; 'auto': digits8,digits28 on CPU, "
+    "Input settings: digits8, digits28, cifar_synth, cifar_tiny; 'auto': digits8,digits28 on CPU, "
     "cifar_synth on GPU/TPU. Also 'query' (the query pass against training) and 'whole' "
     "(whole processes against the PyTorch loop), 'memory' (peak RSS of train_shadows as N, M, "
     "A vary).",
@@ -115,6 +116,7 @@ _PRECISION = flags.DEFINE_bool(
 )
 _PRECISION_MODELS = flags.DEFINE_integer("precision_models", 8, "Models per dtype.")
 _PRECISION_EPOCHS = flags.DEFINE_integer("precision_epochs", 20, "Epochs of that comparison.")
+_JSON_OUT = flagdefs.JSON_OUT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +151,8 @@ SETTINGS = {
     "cifar_synth": Setting(
         "cifar_synth", "cnn64", 8192, 256, (1, 8, 32, 128, 256), (32, 128, 256), 2
     ),
+    # The same inputs at a size a CPU test runs in seconds (the device check's tiny size).
+    "cifar_tiny": Setting("cifar_tiny", "cnn16", 256, 64, (1, 4), (2, 4), 2),
 }
 
 
@@ -163,11 +167,8 @@ def load_setting_data(setting: Setting) -> tuple[np.ndarray, np.ndarray, np.ndar
             )
             x, xt = resize(x), resize(xt)
         return x, ds.y_train, xt, ds.y_test
-    rng = np.random.default_rng(0)
-    n = setting.num_examples
-    x = rng.normal(size=(n + 1000, 32, 32, 3)).astype(np.float32)
-    y = rng.integers(0, 10, n + 1000).astype(np.int32)
-    return x[:n], y[:n], x[n:], y[n:]
+    ds = load_dataset("cifar_synth", max_train=setting.num_examples)
+    return ds.x_train, ds.y_train, ds.x_test, ds.y_test
 
 
 # -- FLOPs and the machine's peak ------------------------------------------------------
@@ -282,6 +283,11 @@ class Result:
     @property
     def rate(self) -> float:
         return self.model_epochs / self.seconds
+
+    def to_json(self) -> dict:
+        """The fields and the rate (model-epochs/s); NaN (not measured) becomes None."""
+        out = {**dataclasses.asdict(self), "model_epochs_per_s": self.rate}
+        return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in out.items()}
 
 
 def run_engine(
@@ -595,13 +601,15 @@ def benchmark_setting(
         "data": data,
         "keep": keep,
         "fwd": fwd,
+        "auto_block": auto_block,
+        "head_to_head_median": float(np.median(ratios)),
     }
 
 
 def benchmark_lowering(
     setting: Setting, ctx: dict, peak: float, epochs: int, m: int, out: list[str]
-) -> None:
-    """Convolution lowering x model mapping on one setting, M = m."""
+) -> list[Result]:
+    """Convolution lowering x model mapping on one setting, M = m; returns the rows."""
     variants = [
         ("patches", 1, "lax.map, 1 at a time"),
         ("patches", 4, "lax.map over vmaps of 4"),
@@ -632,6 +640,7 @@ def benchmark_lowering(
         f"'{_resolved_conv()}', chunk {engine_lib.backend_defaults().model_chunk})\n"
     )
     out.append(table(result_rows(rows, baseline, peak), HEADER))
+    return rows
 
 
 def _resolved_conv() -> str:
@@ -716,6 +725,15 @@ def main(argv):
             ["", ""],
         )
     )
+    summary = {
+        "device": jax.local_devices()[0].device_kind,
+        "devices": jax.local_device_count(),
+        "backend": backend,
+        "jax": jax.__version__,
+        "matmul_peak_flops": peak,
+        "auto_conv_impl": _resolved_conv(),
+        "settings": {},
+    }
     first = None
     for name in names:
         setting = SETTINGS[name]
@@ -733,10 +751,20 @@ def main(argv):
             rounds=_ROUNDS.value,
         )
         first = first or (setting, ctx)
+        summary["settings"][name] = {
+            "flax_loop": ctx["baseline"].to_json(),
+            "engine": [r.to_json() for r in ctx["models"]],
+            "block_sweep": [r.to_json() for r in ctx["blocks"]],
+            "auto_block": ctx["auto_block"],
+            "head_to_head_median": ctx["head_to_head_median"],
+        }
         print("\n".join(out), flush=True)
         out.clear()
     if _LOWERING_MODELS.value > 0:
-        benchmark_lowering(first[0], first[1], peak, _EPOCHS.value, _LOWERING_MODELS.value, out)
+        rows = benchmark_lowering(
+            first[0], first[1], peak, _EPOCHS.value, _LOWERING_MODELS.value, out
+        )
+        summary["lowering"] = [r.to_json() for r in rows]
     if _PRECISION.value:
         benchmark_precision(peak, out, _PRECISION_MODELS.value, _PRECISION_EPOCHS.value)
     load1 = os.getloadavg()
@@ -747,11 +775,13 @@ def main(argv):
         f"{' / '.join(f'{v:.2f}' for v in load1)}; peak memory {peak_memory_mib():.0f} MiB."
     )
     print("\n".join(out), flush=True)
+    summary["peak_mib"] = peak_memory_mib()
+    flagdefs.write_json_out(_JSON_OUT.value, summary)
 
 
 def _run_process_benchmarks(name: str, backend: str) -> None:
-    """--settings=query or --settings=whole (modules benchmark_query, benchmark_whole)."""
-    from experiments import benchmark_query, benchmark_whole
+    """--settings=query, whole or memory (modules `query`, `whole` of this package)."""
+    from experiments.bench import query, whole
 
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -763,22 +793,22 @@ def _run_process_benchmarks(name: str, backend: str) -> None:
         f"{' / '.join(f'{v:.2f}' for v in load0)}."
     )
     if name == "memory":
-        benchmark_whole.memory_table(out, data_dir=_FASHION_DIR.value)
+        whole.memory_table(out, data_dir=_FASHION_DIR.value)
     elif name == "query":
-        benchmark_query.run(
+        query.run(
             out,
             rounds=_ROUNDS.value,
             fashion_dir=_FASHION_DIR.value,
             fashion_examples=_QUERY_EXAMPLES.value,
         )
     else:
-        unknown = sorted(set(_WHOLE.value) - set(benchmark_whole.WORKLOADS))
+        unknown = sorted(set(_WHOLE.value) - set(whole.WORKLOADS))
         if unknown:
             raise app.UsageError(
-                f"Unknown --whole_workloads {unknown}; valid: {list(benchmark_whole.WORKLOADS)}."
+                f"Unknown --whole_workloads {unknown}; valid: {list(whole.WORKLOADS)}."
             )
         logs = Path(_LOGS.value) if _LOGS.value else None
-        benchmark_whole.run(
+        whole.run(
             out,
             _WHOLE.value,
             rounds=_ROUNDS.value,
