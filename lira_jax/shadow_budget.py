@@ -91,6 +91,7 @@ __all__ = [
     "model_roles",
     "paired_lira_scores",
     "pilot_selection",
+    "read_prefix",
     "realised_models_needed",
     "stop_decision",
 ]
@@ -195,6 +196,29 @@ class BudgetSettings:
     def levels(self) -> list[float]:
         """The reported FPR levels, `at_fpr` included, from the largest down."""
         return sorted({*self.fpr_levels, self.at_fpr}, reverse=True)
+
+
+def read_prefix(store, num_models: int | None = None) -> Prefix:
+    """The signals of a store's first models: how a store still being grown is read.
+
+    Args:
+      store: a `lira_jax.store.LogitStore`.
+      num_models: k (default: `store.completed_prefix()`, rounded down to even for a
+        paired store); models [0, k) must be written.
+
+    Returns:
+      `Prefix` (φ on every query, 0/1 correctness on the identity query, keep[:k]). Any
+      attack runs on it as on a complete store, e.g. `attacks.evaluate_logits(
+      store.read_logits(slice(0, k)), store.labels(), prefix.keep, ...)`: with the keep
+      rule "pairs" an even prefix is balanced.
+    """
+    if num_models is None:
+        num_models = store.completed_prefix()
+        if store.config.get("keep_rule") == "pairs":
+            num_models -= num_models % 2
+    logits = store.read_logits(models=slice(0, num_models))
+    sig = mem_lib.memorization_signals(logits, store.labels())
+    return Prefix(sig.phi, sig.correct, store.keep()[:num_models])
 
 
 def check_paired(keep: np.ndarray) -> None:

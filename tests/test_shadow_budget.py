@@ -9,6 +9,7 @@ import scipy.stats
 
 from experiments import budget as budget_lib
 from experiments import train_shadows
+from lira_jax import attacks
 from lira_jax import memorization as mz
 from lira_jax import shadow_budget as sb
 from lira_jax.attacks.lira import lira_scores
@@ -88,6 +89,19 @@ def test_run_config_has_no_keep_rule_when_off_and_pairs_train_the_same_models(tm
     np.testing.assert_allclose(
         b.read_logits(models=slice(0, 4)), a.read_logits(), rtol=1e-4, atol=1e-4
     )
+    # The completed prefix is read, and attacked, like a complete store.
+    assert b.completed_prefix() == 4 and a.completed_prefix() == 4
+    prefix = sb.read_prefix(b)
+    assert prefix.phi.shape == (4, 120, 5) and prefix.keep.shape == (4, 120)
+    np.testing.assert_array_equal(prefix.keep, a.keep())
+    res, _ = attacks.evaluate_logits(
+        b.read_logits(models=slice(0, 4)),
+        b.labels(),
+        prefix.keep,
+        ["lira_online_fixed_variance"],
+        num_targets=4,
+    )
+    assert 0 <= res["lira_online_fixed_variance"]["auc"] <= 1
 
 
 # -- Memorization with an interval ---------------------------------------------------------
