@@ -31,7 +31,6 @@ from absl import app, flags, logging
 
 from experiments import flagdefs
 from experiments import train_shadows as ts
-from lira_jax import memorization as mem_lib
 from lira_jax import shadow_budget as sb
 from lira_jax import store as store_lib
 from lira_jax.data import tasks
@@ -121,13 +120,6 @@ def pool_size(config: dict, data_dir: str | None) -> int:
     return int(tasks.apply_task(dataset, run.config_option(config, "task")).x_train.shape[0])
 
 
-def read_prefix(store: store_lib.LogitStore, num_models: int) -> sb.Prefix:
-    """The signals of the store's first `num_models` models (they must be written)."""
-    logits = store.read_logits(models=slice(0, num_models))
-    sig = mem_lib.memorization_signals(logits, store.labels())
-    return sb.Prefix(sig.phi, sig.correct, store.keep()[:num_models])
-
-
 def budget(
     config: dict,
     workdir: str | Path,
@@ -168,7 +160,7 @@ def budget(
 
     def grow(k: int) -> sb.Prefix:
         store = ts.train_shadows(config, workdir, model_range=f"0:{k}", log=log, **run_kwargs)
-        return read_prefix(store, k)
+        return sb.read_prefix(store, k)
 
     def write(result: dict) -> None:
         data = to_jsonable(result)

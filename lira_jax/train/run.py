@@ -75,6 +75,7 @@ PHASES = ("startup", "compile", "train", "query", "store_write")
 # Config keys that came after the first stores, with their "off" values. A config never
 # holds one at its off value (`canonical_config`): absent means off, so old stores reopen.
 OPTIONAL_CONFIG = {
+    "keep_rule": "balanced",  # membership.KEEP_RULES: "pairs" is balanced over even prefixes
     "task": "all",
     "num_canaries": 0,
     "label_dp_epsilon": None,  # None (or inf, stored as None): no randomized response
@@ -82,7 +83,6 @@ OPTIONAL_CONFIG = {
     "dp_clip_norm": None,
     "dp_delta": None,
     "dp_accountant": "pld",
-    "keep_rule": "balanced",  # membership.KEEP_RULES: "pairs" is balanced over even prefixes
 }
 
 
@@ -175,7 +175,7 @@ def check_config(config: dict) -> None:
         )
     if config["arch"] not in arch_names():
         raise ValueError(f"Unknown arch {config['arch']!r}; valid names: {arch_names()}.")
-    # Validates num_models / pkeep / the keep rule with a clear message before any data.
+    # Validates num_models / pkeep with a clear message before any data is loaded.
     membership.keep_mask(config["seed"], config["num_models"], 1, config["pkeep"])
     membership.check_keep_rule(
         config_option(config, "keep_rule"), config["num_models"], config["pkeep"]
