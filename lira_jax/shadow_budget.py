@@ -6,7 +6,7 @@ models and stops as soon as the attack on the examples worth auditing is strong 
 longer changing. `experiments.budget` runs it with training in between; everything here is
 pure (numpy/scipy on the host), so the same loop runs on synthetic stores in the tests.
 
-The protocol, precisely (M below is the number of models trained so far, k a check):
+The protocol, precisely (P = `pilot_models`, S = `step_models`, k = models at a check):
 
 1. **Store.** The keep rule is "pairs" (`membership.paired_keep_mask`): models 2j and
    2j + 1 train on complementary halves of the pool, so the first k models (k even) are a
@@ -14,8 +14,9 @@ The protocol, precisely (M below is the number of models trained so far, k a che
    (num_models = the largest budget); checks read its completed prefix.
 2. **Pilot.** Models [0, P) (`pilot_models`). From their 0/1 correctness on the identity
    query and their φ: memorization with Newcombe's interval
-   (`memorization.memorization_interval`), the privacy score |Δμ|/(σ_in + σ_out) on φ
-   averaged over queries, and the predicted shadow models per side with an interval
+   (`memorization.memorization_interval`), the privacy score |Δμ|/(σ_in + σ_out) of φ
+   averaged over queries (`memorization.privacy_score`, queries="mean"), and the
+   predicted shadow models per side with an interval
    (`sample_complexity.shadow_models_needed`). The selection is made once, from the pilot
    only, and never changes:
      * "memorization": the `top` examples by the interval's lower end, ties broken by the
@@ -27,14 +28,14 @@ The protocol, precisely (M below is the number of models trained so far, k a che
    i = j − P/2 from the first pair after the pilot; both models of pair i are *stopping
    targets* if i is even and *evaluation targets* if i is odd. Every model, pilot
    included, serves as a shadow.
-4. **Scores.** LiRA online with fixed variance (the variant the seed paper and the LiRA
-   paper find best with few models), on all queries: target t is scored against every
+4. **Scores.** LiRA online with fixed variance (the variant LiRA's authors recommend with
+   few shadow models), on all queries: target t is scored against every
    model of the prefix except t and its partner t XOR 1 (`paired_lira_scores`): each
    example then has exactly k/2 − 1 IN and k/2 − 1 OUT shadows whatever the target's
    membership, and the one model whose training set is the complement of the target's
    never serves as its shadow. σ is pooled over all N examples.
-5. **Checks** at k = P + S, P + 2S, …, up to `max_models` (S = `step_models`; the last
-   check is at `max_models` itself). At each check, metrics pool the (target, example)
+5. **Checks** at k = P + S, P + 2S, …, up to `max_models` (the last check is at
+   `max_models` itself). At each check, metrics pool the (target, example)
    scores of a target set over an example set; intervals are percentile bootstrap
    intervals with the examples as resampling units (`metrics.bootstrap_intervals`,
    `num_bootstrap` resamples, `seed`, `level`):
