@@ -148,11 +148,7 @@ def budget(
             "The budget's config needs keep_rule='pairs' and num_models = max_models "
             f"({settings.max_models}); got {config.get('keep_rule')!r}, {config['num_models']}."
         )
-    if compare_full is not None and compare_full > settings.max_models:
-        raise ValueError(
-            f"--compare_full={compare_full} exceeds --max_models={settings.max_models}: the "
-            "full budget is the first models of the same store; raise --max_models."
-        )
+    sb.check_compare_full(compare_full, settings)
     run_kwargs = dict(run_kwargs or {})
     run.check_config(config)
     settings.validate(pool_size(config, run_kwargs.get("data_dir")))  # before any training

@@ -86,6 +86,7 @@ __all__ = [
     "BudgetSettings",
     "Prefix",
     "adaptive_audit",
+    "check_compare_full",
     "check_paired",
     "evaluate_check",
     "full_comparison",
@@ -220,6 +221,22 @@ def read_prefix(store, num_models: int | None = None) -> Prefix:
     logits = store.read_logits(models=slice(0, num_models))
     sig = mem_lib.memorization_signals(logits, store.labels())
     return Prefix(sig.phi, sig.correct, store.keep()[:num_models])
+
+
+def check_compare_full(compare_full: int | None, settings: BudgetSettings) -> None:
+    """Raises ValueError unless F is None or even, >= P + 4 and <= max_models."""
+    if compare_full is None:
+        return
+    if compare_full % 2 or compare_full < settings.pilot_models + 4:
+        raise ValueError(
+            f"--compare_full={compare_full} must be even and >= --pilot_models + 4 "
+            f"= {settings.pilot_models + 4} (targets outside the pilot)."
+        )
+    if compare_full > settings.max_models:
+        raise ValueError(
+            f"--compare_full={compare_full} exceeds --max_models={settings.max_models}: the "
+            "full budget is the first models of the same store; raise --max_models."
+        )
 
 
 def check_paired(keep: np.ndarray) -> None:
@@ -550,11 +567,7 @@ def adaptive_audit(
     """
     pilot = grow(settings.pilot_models)
     settings.validate(pilot.keep.shape[1])
-    if compare_full is not None and (compare_full % 2 or compare_full < settings.pilot_models + 4):
-        raise ValueError(
-            f"--compare_full={compare_full} must be even and >= --pilot_models + 4 "
-            f"= {settings.pilot_models + 4} (targets outside the pilot)."
-        )
+    check_compare_full(compare_full, settings)
     selection = pilot_selection(pilot, settings)
     selected = selection["indices"]
     result = {

@@ -459,6 +459,7 @@ def test_budget_refuses_configs_it_cannot_grow(tmp_path):
         (train_shadows.make_config("digits", **TINY, num_models=12), {}, "keep_rule='pairs'"),
         ({**paired, "num_models": 16}, {}, "num_models = max_models"),
         (paired, {"compare_full": 16}, "exceeds --max_models=12"),
+        (paired, {"compare_full": 7}, "must be even and >= --pilot_models"),
         ({**paired, "pkeep": 0.7}, {}, "needs pkeep=0.5"),
     ]:
         with pytest.raises(ValueError, match=match):
