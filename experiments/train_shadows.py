@@ -21,7 +21,7 @@ from absl import app, flags
 
 from experiments import configs, flagdefs
 from lira_jax import store as store_lib
-from lira_jax.data import TASK_HELP, datasets, mixtures
+from lira_jax.data import TASK_HELP, datasets, membership, mixtures
 from lira_jax.models import CONV_IMPLS, arch_names
 from lira_jax.train import COMPUTE_DTYPES, accounting, pool, sharding
 from lira_jax.train.run import OPTIONAL_CONFIG, canonical_config, parse_model_range, train_shadows
@@ -138,6 +138,14 @@ _DP_ACCOUNTANT = flags.DEFINE_enum(
     None,
     list(accounting.ACCOUNTANTS),
     "dp-accounting's accountant for DP-SGD's epsilon (default pld).",
+)
+_KEEP_RULE = flags.DEFINE_enum(
+    "keep_rule",
+    None,
+    list(membership.KEEP_RULES),
+    "How the keep mask is drawn (default balanced: every example IN for pkeep*M models). "
+    "pairs: complementary pairs of models, balanced over every even prefix (pkeep 0.5; "
+    "what experiments.budget trains, so a store can be attacked before it is complete).",
 )
 _MODELS_PER_STEP = flags.DEFINE_integer(
     "models_per_step",
@@ -258,6 +266,7 @@ def flag_overrides() -> dict:
         dp_clip_norm=_DP_CLIP_NORM.value,
         dp_delta=_DP_DELTA.value,
         dp_accountant=_DP_ACCOUNTANT.value,
+        keep_rule=_KEEP_RULE.value,
         **{k: flag.value for k, flag in _MIXTURE_FLAGS.items()},
     )
 

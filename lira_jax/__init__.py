@@ -9,6 +9,7 @@ Submodules, in the order data flows through them:
 - `lira_jax.signals`: per-example statistics of logits (φ, loss, correctness), float64.
 - `lira_jax.attacks`: membership-inference attacks and their leave-one-model-out evaluation.
 - `lira_jax.memorization`, `lira_jax.sample_complexity`: memorization and shadow-model curves.
+- `lira_jax.shadow_budget`: how many shadow models to train (pilot, selection, stopping rule).
 - `lira_jax.metrics`: ROC, AUC, TPR at low FPR.
 - `lira_jax.report`: Markdown tables and plots (the only matplotlib user).
 
@@ -26,6 +27,7 @@ __all__ = [
     "models",
     "report",
     "sample_complexity",
+    "shadow_budget",
     "signals",
     "store",
     "train",

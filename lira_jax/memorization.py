@@ -19,6 +19,10 @@ All estimators work on the store's arrays: `keep` [models, examples] bool, `logi
     models: they describe examples, not an attack on one model.
   * Privacy score (Carlini et al. 2022, §VII-B): |μ_in − μ_out| / (σ_in + σ_out) of the
     Gaussians fitted to φ (LiRA's logit-scaled confidence) over IN and OUT models.
+  * Memorization with uncertainty (`memorization_interval`): from few models, the 0/1
+    estimate is a difference of two binomial proportions; its interval is Newcombe's
+    hybrid score interval, which keeps its coverage with 2–10 models per side where the
+    normal (Wald) interval does not.
 
 Design notes: everything runs on the host in float64 with numpy; there are no Python
 loops over examples. The Gaussians are maximum-likelihood fits (mean and ddof=0 std),
@@ -40,6 +44,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.special
+import scipy.stats
 
 from lira_jax import signals
 from lira_jax.attacks import shadow_sets
@@ -47,6 +52,7 @@ from lira_jax.attacks import shadow_sets
 __all__ = [
     "DEFAULT_BUCKET_THRESHOLDS",
     "GaussianFits",
+    "MemorizationInterval",
     "MemorizationSignals",
     "bucket_names",
     "bucketize",
@@ -55,6 +61,7 @@ __all__ = [
     "format_csv",
     "influence",
     "memorization",
+    "memorization_interval",
     "memorization_signals",
     "per_example_table",
     "privacy_score",
@@ -179,6 +186,95 @@ def memorization(keep: np.ndarray, correct: np.ndarray) -> np.ndarray:
     num_out = keep.shape[0] - num_in
     sum_in = (k * correct).sum(axis=0)
     return sum_in / num_in - (correct.sum(axis=0) - sum_in) / num_out
+
+
+class MemorizationInterval(NamedTuple):
+    """Memorization of every example with a confidence interval (`memorization_interval`).
+
+    Attributes:
+      mem: [examples] the estimate of `memorization` (IN accuracy − OUT accuracy).
+      lo, hi: [examples] the interval's ends, within [−1, 1].
+      num_in, num_out: [examples] int64 models per side behind each estimate.
+      level: the interval's confidence level.
+    """
+
+    mem: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    num_in: np.ndarray
+    num_out: np.ndarray
+    level: float
+
+
+def _wilson(successes: np.ndarray, trials: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval (lo, hi) of successes / trials, elementwise (trials >= 1)."""
+    p = successes / trials
+    z2 = z * z
+    center = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+
+
+def memorization_interval(
+    keep: np.ndarray, correct: np.ndarray, *, level: float = 0.95
+) -> MemorizationInterval:
+    """Feldman–Zhang memorization of every example with Newcombe's hybrid score interval.
+
+    With p_in = x_in / n_in the accuracy of the n_in IN models on the example, p_out that
+    of the n_out OUT models, and (l, u) each proportion's Wilson score interval at `level`
+    (z = Φ⁻¹((1 + level)/2)), the interval of mem = p_in − p_out is (Newcombe 1998,
+    method 10)
+
+        lo = mem − √((p_in − l_in)² + (u_out − p_out)²),
+        hi = mem + √((u_in − p_in)² + (p_out − l_out)²).
+
+    It is meant for few models: e.g. 4 IN and 4 OUT models that all agree give mem = 1
+    with lo ≈ 0.31, so a ranking by `lo` prefers examples whose memorization rests on
+    more models. Correctness must be 0/1 (binomial); the soft version has no such interval.
+
+    Args:
+      keep: [models, examples] bool.
+      correct: [models, examples] 0/1 (or bool) correctness on the identity query.
+      level: confidence level in (0, 1).
+
+    Returns:
+      `MemorizationInterval` (each field [examples]).
+
+    Raises:
+      ValueError: on shape mismatches, non-0/1 correctness, a level outside (0, 1), or
+        examples with no IN or no OUT model.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"{level=} must lie in (0, 1), e.g. 0.95.")
+    keep = _as_keep(keep)
+    correct = _as_values(correct, keep.shape[0], "correct")
+    if correct.shape != keep.shape:
+        raise ValueError(f"correct.shape={correct.shape} must equal keep.shape={keep.shape}.")
+    if not np.isin(correct, (0.0, 1.0)).all():
+        raise ValueError(
+            "memorization_interval needs 0/1 correctness (a binomial count per side); got "
+            "values other than 0 and 1 (soft p_y?). Pass MemorizationSignals.correct."
+        )
+    check_coverage(keep)
+    num_in = keep.sum(axis=0)
+    num_out = keep.shape[0] - num_in
+    x_in = (correct * keep).sum(axis=0)
+    x_out = correct.sum(axis=0) - x_in
+    p_in, p_out = x_in / num_in, x_out / num_out
+    z = float(scipy.stats.norm.ppf(0.5 * (1.0 + level)))
+    l_in, u_in = _wilson(x_in, num_in, z)
+    l_out, u_out = _wilson(x_out, num_out, z)
+    mem = p_in - p_out
+    lo = mem - np.sqrt((p_in - l_in) ** 2 + (u_out - p_out) ** 2)
+    hi = mem + np.sqrt((u_in - p_in) ** 2 + (p_out - l_out) ** 2)
+    return MemorizationInterval(
+        mem,
+        np.clip(lo, -1.0, 1.0),
+        np.clip(hi, -1.0, 1.0),
+        num_in.astype(np.int64),
+        num_out.astype(np.int64),
+        float(level),
+    )
 
 
 def target_memorization(

@@ -13,6 +13,12 @@ closed-form Hellinger distance between each example's fitted IN and OUT Gaussian
 the Θ(1/H²) estimate of the shadow models needed, the first k at which a group's curve
 reaches a target AUC, and the Spearman correlation of memorization with privacy score.
 
+From few models (a pilot), `shadow_models_needed` predicts each example's shadow models per
+side with an interval, under the model of the fixed-variance attack (one within-example σ
+per side, pooled over examples, and a bias-corrected gap); `models_needed_by_subsampling`
+measures the same quantity on a store, as the first k whose curve reaches a fixed fraction
+of the attack's all-models advantage.
+
 Design notes: selecting k IN and k OUT models per example. For one draw we sample
 U ~ Uniform[M, N] once; for example n, its IN models sorted by U[:, n] form a uniformly
 random ordering of them (likewise OUT), and "the first k of that ordering" is a uniformly
@@ -51,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.stats
@@ -58,7 +65,7 @@ import scipy.stats
 from lira_jax import metrics
 from lira_jax.attacks import shadow_sets
 from lira_jax.attacks.lira import lira_scores
-from lira_jax.memorization import Queries, fit_gaussians
+from lira_jax.memorization import Queries, check_coverage, fit_gaussians
 
 __all__ = [
     "ATTACK_VARIANTS",
@@ -66,11 +73,14 @@ __all__ = [
     "default_ks",
     "first_k_reaching",
     "hellinger_squared",
+    "ModelsNeeded",
     "max_models_per_side",
     "memorization_privacy_spearman",
+    "models_needed_by_subsampling",
     "per_example_hellinger_squared",
     "shadow_model_curves",
     "shadow_models_estimate",
+    "shadow_models_needed",
     "to_jsonable",
 ]
 
@@ -569,6 +579,167 @@ def shadow_models_estimate(h2: np.ndarray, constant: float = 1.0) -> np.ndarray:
     h2 = np.asarray(h2, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return constant / h2
+
+
+class ModelsNeeded(NamedTuple):
+    """The 1/H² prediction of shadow models per side, with an interval (`shadow_models_needed`).
+
+    Attributes:
+      per_side, per_side_lo, per_side_hi: [examples] predicted shadow models per side
+        (IN and OUT each; inf where H² = 0) and the interval's ends.
+      h2, h2_lo, h2_hi: [examples] the squared Hellinger distances behind them.
+      gap, gap_se: [examples] the fitted IN − OUT gap of φ and its standard error.
+      sigma_in, sigma_out: the within-example σ of each side, pooled over examples.
+      level: the interval's confidence level.
+    """
+
+    per_side: np.ndarray
+    per_side_lo: np.ndarray
+    per_side_hi: np.ndarray
+    h2: np.ndarray
+    h2_lo: np.ndarray
+    h2_hi: np.ndarray
+    gap: np.ndarray
+    gap_se: np.ndarray
+    sigma_in: float
+    sigma_out: float
+    level: float
+
+
+def shadow_models_needed(
+    phi: np.ndarray,
+    keep: np.ndarray,
+    *,
+    level: float = 0.95,
+    queries: Queries = "mean",
+    constant: float = 1.0,
+) -> ModelsNeeded:
+    """Each example's predicted shadow models per side, constant/H², with an interval.
+
+    The model is the fixed-variance attack's: for example n, φ of an IN model ~ N(μ_in,n,
+    σ_in²) and of an OUT model ~ N(μ_out,n, σ_out²), with one σ per side for all examples.
+    From the n_in,n IN and n_out,n OUT models of each example (φ per model: query 0, or
+    the mean over queries):
+
+      * σ_side² = Σ_n Σ_(m in side) (φ[m, n] − mean_side,n)² / Σ_n (n_side,n − 1), the
+        within-example variance pooled over examples (ddof 1 per example);
+      * Δ̂_n = mean_in,n − mean_out,n with standard error s_n = √(σ_in²/n_in,n +
+        σ_out²/n_out,n); since E[Δ̂²] = Δ² + s², the gap used is √max(Δ̂_n² − s_n², 0)
+        (without the correction a pilot of 8 models would give every example an apparent
+        gap of about s, and predict far too few models for the examples that have none);
+      * H²_n = `hellinger_squared`(gap, σ_in, 0, σ_out), and per_side = constant / H²_n;
+      * the interval: |Δ| ∈ [max(|Δ̂_n| − z·s_n, 0), |Δ̂_n| + z·s_n], z = Φ⁻¹((1 + level)/2),
+        mapped through H² (increasing in |Δ|): per_side_lo = constant / H²(upper |Δ|),
+        per_side_hi = constant / H²(lower |Δ|).
+
+    With equal σ, H² = 1 − exp(−Δ²/(8σ²)): an effect of d = Δ/σ = 1 predicts 8.5 models
+    per side, d = 2 predicts 2.5, d = 4 predicts 1.2. `models_needed_by_subsampling`
+    measures the quantity the prediction is for (tests/test_sample_complexity.py checks
+    them against each other on planted effects). A store of M models gives each
+    leave-one-out target M/2 − 1 shadows per side, so k per side needs 2k + 2 models.
+
+    Args:
+      phi: [models, examples, queries] (or [models, examples]) LiRA φ.
+      keep: [models, examples] bool; every example needs >= 2 IN and >= 2 OUT models.
+      level: confidence level of the interval, in (0, 1).
+      queries: "mean" (φ averaged over queries per model) or "identity" (query 0).
+      constant: the constant of Θ(1/H²) (1 by convention, as `shadow_models_estimate`).
+
+    Returns:
+      `ModelsNeeded`.
+
+    Raises:
+      ValueError: on bad shapes, NaN, a level outside (0, 1), or examples with fewer than
+        2 IN or 2 OUT models.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"{level=} must lie in (0, 1), e.g. 0.95.")
+    phi, keep = _validate(phi, keep)
+    if queries == "mean":
+        values = phi.mean(axis=2)
+    elif queries == "identity":
+        values = phi[:, :, 0]
+    else:
+        raise ValueError(f"{queries=} must be 'mean' (all queries) or 'identity' (query 0).")
+    check_coverage(keep, min_in=2, min_out=2)
+    fits = []
+    for side in (keep, ~keep):
+        w = side.astype(np.float64)
+        count = w.sum(axis=0)
+        mean = (w * values).sum(axis=0) / count
+        ss = (w * (values - mean) ** 2).sum()
+        fits.append((mean, count, float(np.sqrt(ss / (count - 1).sum()))))
+    (mean_in, n_in, sigma_in), (mean_out, n_out, sigma_out) = fits
+    gap = mean_in - mean_out
+    se = np.sqrt(sigma_in**2 / n_in + sigma_out**2 / n_out)
+    z = float(scipy.stats.norm.ppf(0.5 * (1.0 + level)))
+    corrected = np.sqrt(np.maximum(gap * gap - se * se, 0.0))
+    low, high = np.maximum(np.abs(gap) - z * se, 0.0), np.abs(gap) + z * se
+
+    def h2_of(delta):
+        return hellinger_squared(delta, sigma_in, 0.0, sigma_out)
+
+    h2, h2_lo, h2_hi = h2_of(corrected), h2_of(low), h2_of(high)
+    return ModelsNeeded(
+        shadow_models_estimate(h2, constant),
+        shadow_models_estimate(h2_hi, constant),
+        shadow_models_estimate(h2_lo, constant),
+        h2,
+        h2_lo,
+        h2_hi,
+        gap,
+        se,
+        sigma_in,
+        sigma_out,
+        float(level),
+    )
+
+
+def models_needed_by_subsampling(
+    result: dict,
+    *,
+    attack: str = "lira_online_fixed_variance",
+    fraction: float = 0.9,
+    statistic: str = "median",
+) -> dict[str, int | None]:
+    """Per group, the measured shadow models per side: the first k at which the attack's
+    AUC curve reaches `fraction` of its all-models advantage.
+
+    k_needed = min{k in result["ks"] : AUC(k) − 0.5 >= fraction · (AUC_all − 0.5)}, with
+    AUC(k) the curve's `statistic` over draws and AUC_all the "all_shadows" reference of
+    `shadow_model_curves` (every leave-one-out shadow: M/2 − 1 per side for a balanced
+    store). None when no k below the largest reaches it (at the largest k, M/2 − 1 for a
+    balanced store, the curve is the reference itself, so reaching it there says only
+    "at least that many"), or when AUC_all <= 0.5 (nothing to reach).
+
+    Args:
+      result: from `shadow_model_curves` with include_all_shadows=True.
+      attack: which attack's curves.
+      fraction: share of the all-models advantage to reach, in (0, 1].
+      statistic: "median", "mean", "lo" or "hi" over draws.
+
+    Returns:
+      {group: k or None}.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"{fraction=} must lie in (0, 1], e.g. 0.9.")
+    out = {}
+    for group in result["groups"]:
+        curve = _curve(result, attack, group, "auc", statistic)
+        reference = result["attacks"][attack]["groups"][group].get("all_shadows")
+        if reference is None:
+            raise ValueError(
+                "models_needed_by_subsampling needs the all-models reference: call "
+                "shadow_model_curves with include_all_shadows=True."
+            )
+        full = reference["auc"]
+        if full is None or full <= 0.5:
+            out[group] = None
+            continue
+        goal = 0.5 + fraction * (full - 0.5)
+        hit = [k for k, v in zip(result["ks"], curve, strict=True) if v is not None and v >= goal]
+        out[group] = hit[0] if hit and hit[0] < result["max_k"] else None
+    return out
 
 
 def compare_with_hellinger(

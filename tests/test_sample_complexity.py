@@ -322,3 +322,104 @@ def test_shadow_model_curve_plot(separated_curves, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     with pytest.raises(ValueError, match="not in the result"):
         curves.plot_shadow_model_curves(res, tmp_path / "x.png", attack="lira_offline")
+
+
+# -- Predicted against measured shadow models, on planted effect sizes ----------------------
+
+PLANTED = np.array([0.5, 1.0, 2.0, 4.0])  # IN − OUT gap of φ per group, in units of σ = 1
+PLANTED_KS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
+
+
+@pytest.fixture(scope="module")
+def planted_effects():
+    """A paired store of 258 models: 4 groups of 60 examples with planted effect sizes d
+    (φ_in ~ N(μ_n + d, 1), φ_out ~ N(μ_n, 1), μ_n ~ N(0, 1) per example), and the shadow
+    models per side each group needs, measured by subsampling (fraction 0.9 of the
+    attack's all-models AUC advantage)."""
+    from lira_jax.data.membership import paired_keep_mask
+
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(PLANTED.size), 60)
+    keep = paired_keep_mask(0, 258, group.size)
+    mu = rng.normal(size=group.size)
+    phi = (mu + PLANTED[group] * keep + rng.normal(size=keep.shape))[:, :, None]
+    names = [f"d={d:g}" for d in PLANTED]
+    curves = sc.shadow_model_curves(
+        phi,
+        keep,
+        ks=PLANTED_KS,
+        num_draws=6,
+        num_targets=16,
+        groups=group,
+        group_names=names,
+        attacks=["lira_online_fixed_variance"],
+    )
+    measured = sc.models_needed_by_subsampling(curves, fraction=0.9)
+    return phi, keep, group, [measured[n] for n in names]
+
+
+FACTOR = 3.0  # the stated agreement between the 1/H² prediction and subsampling
+
+
+def test_predicted_models_match_subsampling_within_a_factor(planted_effects):
+    phi, keep, group, measured = planted_effects
+    # Measured: more models for smaller effects, from 1 (d = 4) to tens (d = 0.5).
+    assert all(k is not None for k in measured) and measured == sorted(measured, reverse=True)
+    assert measured[-1] == 1 and measured[0] >= 16
+    every = sc.shadow_models_needed(phi, keep)
+    pilot = sc.shadow_models_needed(phi[:16], keep[:16])
+    for g, k in enumerate(measured):
+        predicted = np.median(every.per_side[group == g])
+        assert 1 / FACTOR <= k / predicted <= FACTOR, (PLANTED[g], k, predicted)
+        # From a pilot of 16 models (8 per side): the point estimate within the factor
+        # where the effect is resolved (d >= 1), and the interval covering the measurement
+        # for every effect (d = 0.5 is not resolved: its interval reaches far above). The
+        # measurement is a grid point: the need lies in (previous grid point, k].
+        lo = np.median(pilot.per_side_lo[group == g])
+        hi = np.median(pilot.per_side_hi[group == g])
+        before = max([x for x in PLANTED_KS if x < k], default=0)
+        assert np.round(lo) <= k and hi > before, (PLANTED[g], k, lo, hi)  # whole models
+        if PLANTED[g] >= 1:
+            point = np.median(pilot.per_side[group == g])
+            assert 1 / FACTOR <= k / point <= FACTOR, (PLANTED[g], k, point)
+    assert np.median(pilot.per_side_hi[group == 0]) > 10 * measured[0]
+
+
+def test_shadow_models_needed_against_the_formula_and_its_bias_correction():
+    rng = np.random.default_rng(3)
+    keep = keep_mask(1, 40, 2000, 0.5)
+    gap = np.repeat([0.0, 1.0, 3.0], [1000, 500, 500])
+    phi = gap * keep + rng.normal(scale=2.0, size=keep.shape)
+    got = sc.shadow_models_needed(phi, keep, queries="identity", level=0.9)
+    assert got.sigma_in == pytest.approx(2.0, rel=0.02) and got.sigma_out == pytest.approx(
+        2.0, rel=0.02
+    )
+    # An independent computation for one example.
+    n = 7
+    x_in, x_out = phi[keep[:, n], n], phi[~keep[:, n], n]
+    se = np.sqrt(got.sigma_in**2 / x_in.size + got.sigma_out**2 / x_out.size)
+    d_hat = x_in.mean() - x_out.mean()
+    assert got.gap[n] == pytest.approx(d_hat) and got.gap_se[n] == pytest.approx(se)
+    corrected = np.sqrt(max(d_hat**2 - se**2, 0.0))
+    h2 = sc.hellinger_squared(corrected, got.sigma_in, 0.0, got.sigma_out)
+    assert got.per_side[n] == pytest.approx(1.0 / h2)
+    upper = abs(d_hat) + scipy.stats.norm.ppf(0.95) * se
+    assert got.per_side_lo[n] == pytest.approx(
+        1.0 / sc.hellinger_squared(upper, got.sigma_in, 0.0, got.sigma_out)
+    )
+    # Without membership signal the corrected gap is 0 for about half the examples; the
+    # uncorrected one would predict ~8σ²/s² models for all of them.
+    null = got.gap[:1000]
+    assert 0.35 < np.mean(got.h2[:1000] < 1e-4) < 0.8 and np.abs(null).mean() > 0.3
+    # The gap's interval covers the planted gap at about its level.
+    covered = np.abs(got.gap - gap) <= scipy.stats.norm.ppf(0.95) * got.gap_se
+    assert covered.mean() == pytest.approx(0.9, abs=0.03)
+    with pytest.raises(ValueError, match="fewer than 2 IN"):
+        sc.shadow_models_needed(phi[:3], keep[:3])
+    res = sc.shadow_model_curves(phi[:, :50, None], keep[:, :50], num_draws=2, num_targets=2)
+    res_no_ref = sc.shadow_model_curves(
+        phi[:, :50, None], keep[:, :50], num_draws=2, num_targets=2, include_all_shadows=False
+    )
+    assert set(sc.models_needed_by_subsampling(res)) == {"all"}
+    with pytest.raises(ValueError, match="include_all_shadows=True"):
+        sc.models_needed_by_subsampling(res_no_ref)

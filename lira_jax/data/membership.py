@@ -47,6 +47,83 @@ def keep_mask(seed: int, num_models: int, num_examples: int, pkeep: float = 0.5)
     return u.argsort(0) < num_in
 
 
+# -- Keep rules: how the keep mask of a run is drawn ----------------------------------------
+#
+# "balanced" (`keep_mask`, the default and every store written before rules existed) is
+# balanced over all M models only; "pairs" (`paired_keep_mask`) is balanced over every
+# even prefix of the models, so a run can grow model by model pair and be attacked at any
+# even number of models (`experiments.budget`).
+KEEP_RULES = ("balanced", "pairs")
+_PAIR_STREAM = 0x9A12  # separates the pairs' draws from the other uses of the seed
+
+
+def paired_keep_mask(seed: int, num_models: int, num_examples: int) -> np.ndarray:
+    """Keep mask of complementary pairs: balanced over every even prefix of the models.
+
+    Models come in pairs (2j, 2j + 1). For pair j, U ~ Uniform[N] is drawn from
+    `np.random.default_rng([seed, 0x9A12, j])`; model 2j trains on example n iff U[n] is
+    among the ⌊N/2⌋ smallest values (the ranks of U: `U.argsort().argsort() < N // 2`),
+    and model 2j + 1 trains on exactly the other examples. Hence:
+
+      * among the first k models, k even, every example is IN for exactly k/2 models and
+        OUT for k/2 (pkeep = 0.5 for every even prefix);
+      * every model trains on ⌊N/2⌋ (even index) or ⌈N/2⌉ (odd index) examples, so the
+        steps per epoch, and with them each model, do not depend on M;
+      * pair j's rows are a pure function of (seed, j, N): the first k models of a store of
+        M models are those of a store of M' models (same config otherwise), and different
+        pairs are independent.
+
+    A target's partner (`partner`) is the one model whose membership is the complement of
+    the target's; `lira_jax.shadow_budget` leaves it out of the target's shadows.
+
+    Args:
+      seed: integer seed.
+      num_models: M, even and >= 2.
+      num_examples: N >= 1.
+
+    Returns:
+      keep: [M, N] bool.
+    """
+    if num_models < 2 or num_models % 2:
+        raise ValueError(
+            f"num_models={num_models}: the 'pairs' keep rule needs an even number of models "
+            ">= 2 (complementary pairs); use an even --num_models."
+        )
+    keep = np.empty((num_models, num_examples), bool)
+    for j in range(num_models // 2):
+        u = np.random.default_rng([int(seed), _PAIR_STREAM, j]).random(num_examples)
+        first = u.argsort().argsort() < num_examples // 2
+        keep[2 * j], keep[2 * j + 1] = first, ~first
+    return keep
+
+
+def partner(model: int | np.ndarray) -> int | np.ndarray:
+    """The other model of a model's complementary pair (`paired_keep_mask`): m XOR 1."""
+    return np.bitwise_xor(model, 1)
+
+
+def check_keep_rule(rule: str, num_models: int, pkeep: float) -> None:
+    """Raises ValueError unless `rule` is a keep rule that fits `num_models` and `pkeep`."""
+    if rule not in KEEP_RULES:
+        raise ValueError(f"keep_rule={rule!r}; choose one of {KEEP_RULES}.")
+    if rule == "pairs" and (pkeep != 0.5 or num_models % 2):
+        raise ValueError(
+            f"keep_rule='pairs' needs pkeep=0.5 and an even num_models (complementary pairs), "
+            f"got pkeep={pkeep}, num_models={num_models}."
+        )
+
+
+def keep_mask_of_rule(
+    rule: str, seed: int, num_models: int, num_examples: int, pkeep: float = 0.5
+) -> np.ndarray:
+    """The [M, N] keep mask of a run: `keep_mask` for "balanced", `paired_keep_mask` for
+    "pairs" (which needs pkeep = 0.5 and an even M)."""
+    check_keep_rule(rule, num_models, pkeep)
+    if rule == "pairs":
+        return paired_keep_mask(seed, num_models, num_examples)
+    return keep_mask(seed, num_models, num_examples, pkeep)
+
+
 # -- Labels per model: canaries and label-DP randomized response ---------------------------
 #
 # Each model's labels are a pure function of (seed, model index), like its keep row: any

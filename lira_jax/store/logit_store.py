@@ -438,6 +438,15 @@ class LogitStore:
         """Returns the sorted int64 indices of models not covered by any completion record."""
         return np.flatnonzero(~self._done_mask()).astype(np.int64)
 
+    def completed_prefix(self) -> int:
+        """The number k of leading models [0, k) that are all written (M when complete).
+
+        A store grown block by block (`experiments.budget`) is read and attacked on this
+        prefix: with the keep rule "pairs" every even prefix is a balanced store.
+        """
+        missing = self.missing_models()
+        return int(missing[0]) if missing.size else self.num_models
+
     def missing_ranges(self) -> list[tuple[int, int]]:
         """Returns contiguous ``[start, stop)`` runs of missing models."""
         return _runs(self.missing_models())

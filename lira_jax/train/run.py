@@ -24,8 +24,8 @@ complete (a job killed between the two) are removed at the start of the next run
 run writes depends on how it was split into processes or blocks, only on the config.
 
 Config keys added after stores existed (`OPTIONAL_CONFIG`: the task, canaries, label-DP,
-DP-SGD) are absent from a config when they are off (`canonical_config`), so a run with
-them off has the config, and the fingerprint, of a store written before they existed.
+DP-SGD, the keep rule) are absent from a config when they are off (`canonical_config`), so
+a run with them off has the config, and the fingerprint, of a store written before they existed.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ PHASES = ("startup", "compile", "train", "query", "store_write")
 # Config keys that came after the first stores, with their "off" values. A config never
 # holds one at its off value (`canonical_config`): absent means off, so old stores reopen.
 OPTIONAL_CONFIG = {
+    "keep_rule": "balanced",  # membership.KEEP_RULES: "pairs" is balanced over even prefixes
     "task": "all",
     "num_canaries": 0,
     "label_dp_epsilon": None,  # None (or inf, stored as None): no randomized response
@@ -181,6 +182,9 @@ def check_config(config: dict) -> None:
         )
     # Validates num_models / pkeep with a clear message before any data is loaded.
     membership.keep_mask(config["seed"], config["num_models"], 1, config["pkeep"])
+    membership.check_keep_rule(
+        config_option(config, "keep_rule"), config["num_models"], config["pkeep"]
+    )
     k = config_option(config, "num_canaries")
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"num_canaries={k!r} must be an int >= 0 (0: no canaries).")
@@ -290,7 +294,10 @@ def prepare(
         )
     queries = augment.query_set(config["queries"], ds.mirror_ok, tabular=ds.tabular)
     num_models, num_examples = config["num_models"], ds.x_train.shape[0]
-    keep = membership.keep_mask(config["seed"], num_models, num_examples, config["pkeep"])
+    rule = config_option(config, "keep_rule")
+    keep = membership.keep_mask_of_rule(
+        rule, config["seed"], num_models, num_examples, config["pkeep"]
+    )
     start, stop = parse_model_range(model_range, num_models)
     if models_per_step is not None and models_per_step < 1:
         raise ValueError(f"--models_per_step={models_per_step} must be >= 1.")
