@@ -35,7 +35,7 @@ from lira_jax.store.errors import (
     StoreError,
     StoreMismatchError,
 )
-from lira_jax.store.files import _array_spec, os_error_of, write_text_atomic
+from lira_jax.store.files import _array_spec, os_error_of, write_arrays_atomic, write_text_atomic
 from lira_jax.store.logit_store import LogitStore, create_or_open, open_store
 from lira_jax.store.schema import (
     FORMAT_VERSION,
@@ -62,5 +62,6 @@ __all__ = [
     "create_or_open",
     "open_store",
     "os_error_of",
+    "write_arrays_atomic",
     "write_text_atomic",
 ]
