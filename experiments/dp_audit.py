@@ -315,12 +315,6 @@ def run_from_flags() -> None:
             raise ValueError(
                 f"--{name} belongs to experiments.label_only and does nothing here; use {instead}."
             )
-    overrides = train_shadows.flag_overrides()
-    if overrides["dp_noise_multiplier"] is not None:
-        raise ValueError(
-            "experiments.dp_audit sets the noise multiplier per setting: give "
-            "--noise_multipliers (and --nonprivate) instead of --dp_noise_multiplier."
-        )
     settings = audit_settings(
         label_only.parse_values(_NOISE_MULTIPLIERS.value, "noise_multipliers"),
         _NONPRIVATE.value,
