@@ -36,8 +36,9 @@ Design notes:
   dataset's labels.
 - DP-SGD (`TrainConfig.dp_noise_multiplier` set) is a separate code path
   (`_dp_model_epoch`, `lira_jax.train.dpsgd`): Poisson-sampled batches with q =
-  1 / steps_per_epoch, per-example gradients clipped and noised; every step runs, empty or
-  not. With it off, plain training is exactly what it was.
+  1 / steps_per_epoch, per-example gradients clipped and noised (jax-privacy's
+  `clip_pytree` and `gaussian_privatizer`, inside the per-model function); every step
+  runs, empty or not. With it off, plain training is exactly what it was.
 """
 
 from __future__ import annotations
