@@ -98,12 +98,11 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
 
 def _pool_images(config: dict, data_dir: str | None, indices: np.ndarray):
     """The identity-query inputs of the pool examples `indices`, or (None, why not)."""
-    from lira_jax.data import tasks
     from lira_jax.data.datasets import DatasetError
-    from lira_jax.train.pool import load_pool
+    from lira_jax.train.pool import load_store_dataset
 
     try:
-        ds = tasks.apply_task(load_pool(config, data_dir).dataset, config.get("task", "all"))
+        ds = load_store_dataset(config, data_dir)
     except (DatasetError, ValueError, OSError) as e:
         return None, f"images not shown: the data could not be read ({e})"
     if ds.tabular:

@@ -9,9 +9,10 @@ same order (.npy, .npz or a zarr array), and audit them against the store's shad
 `lira_jax.store.exchange`.
 
 The inputs are rebuilt from the store's config (the dataset, or your npz file, checked
-against the sha256 the store recorded; `max_train`, the task, a mixture), standardised with
-the pool's statistics and put through each of the store's A queries by the same function
-the query pass uses; the pool is checked against the store (its size and labels) first.
+against the sha256 the store recorded; `max_train`, the task, a mixture, DP-audit
+canaries), standardised with the pool's statistics and put through each of the store's A
+queries by the same function the query pass uses; the pool is checked against the store
+(its size and labels) first.
 They are written in chunks of `--chunk_examples`, so memory stays bounded for large N.
 """
 
@@ -60,17 +61,16 @@ def export_queries(
     import numpy as np
 
     from lira_jax import store as store_lib
-    from lira_jax.data import augment, tasks
+    from lira_jax.data import augment
     from lira_jax.store import exchange
-    from lira_jax.train.pool import load_pool
+    from lira_jax.train.pool import load_store_dataset
 
     if chunk_examples < 1:
         raise ValueError(f"--chunk_examples={chunk_examples} must be >= 1.")
     workdir = Path(workdir)
     store = store_lib.open_store(workdir / "store")
     config = store.config
-    ds = load_pool(config, data_dir).dataset
-    ds = tasks.apply_task(ds, config.get("task", "all"))
+    ds = load_store_dataset(config, data_dir)
     if ds.x_train.shape[0] != store.num_examples or not np.array_equal(ds.y_train, store.labels()):
         raise ValueError(
             f"The pool rebuilt from {store.path}'s config ({ds.x_train.shape[0]} examples of "

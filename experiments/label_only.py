@@ -43,7 +43,14 @@ from lira_jax.attacks import EXPOSURES, label_exposure
 from lira_jax.report import defenses as defense_report
 from lira_jax.train import dpsgd, run
 
-__all__ = ["Setting", "defense_settings", "label_only_sweep", "parse_values"]
+__all__ = [
+    "Setting",
+    "defense_settings",
+    "label_only_sweep",
+    "mean_of_records",
+    "parse_values",
+    "setting_configs",
+]
 
 _WEIGHT_DECAYS = flags.DEFINE_list(
     "weight_decays", ["0", "5e-4", "5e-3"], "L2 settings: one store per weight decay."
@@ -114,9 +121,37 @@ def defense_settings(
     return settings
 
 
-def _mean_of_records(store: store_lib.LogitStore, key: str) -> float | None:
+def mean_of_records(store: store_lib.LogitStore, key: str) -> float | None:
+    """The mean over a store's models of a per-model block-record value (e.g.
+    "test_accuracy"); None if no record has it."""
     values = [v for r in store.records() for v in r.get("extra", {}).get(key, [])]
     return float(np.mean(values)) if values else None
+
+
+def setting_configs(base_config: dict, settings: Sequence[Setting]) -> dict[str, dict]:
+    """{setting name: its run config}: each setting's changes over `base_config`, with the
+    DP defaults filled in, every config checked before anything is trained.
+
+    Raises:
+      ValueError, DatasetError: a repeated name or a bad config (naming the value).
+    """
+    names = [s.name for s in settings]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Settings repeat a name: {names}.")
+    configs = {}
+    for s in settings:
+        keys = {k: v for k, v in {**base_config, **s.changes}.items() if k != "dataset"}
+        config = train_shadows.make_config(base_config["dataset"], **keys)  # + DP defaults
+        run.check_config(config)
+        if run.config_option(config, "dp_noise_multiplier") is not None:
+            dpsgd.check_dp_settings(
+                *(
+                    run.config_option(config, k)
+                    for k in ("dp_noise_multiplier", "dp_clip_norm", "dp_delta")
+                )
+            )
+        configs[s.name] = config
+    return configs
 
 
 def label_only_sweep(
@@ -157,9 +192,6 @@ def label_only_sweep(
     """
     if not settings:
         raise ValueError("No setting to train: give --weight_decays and/or --dp_noise_multipliers.")
-    names = [s.name for s in settings]
-    if len(set(names)) != len(names):
-        raise ValueError(f"Settings repeat a name: {names}.")
     exposures = list(dict.fromkeys(exposures))
     bad = [e for e in exposures if e not in EXPOSURES]
     if bad or not exposures:
@@ -171,19 +203,7 @@ def label_only_sweep(
             "--exposures instead of --exposure."
         )
     attack_bin.attack_names(attack_kwargs.get("attacks", "all"))
-    configs = {}
-    for s in settings:  # every config checked before anything is trained
-        keys = {k: v for k, v in {**base_config, **s.changes}.items() if k != "dataset"}
-        config = train_shadows.make_config(base_config["dataset"], **keys)  # + DP defaults
-        run.check_config(config)
-        if run.config_option(config, "dp_noise_multiplier") is not None:
-            dpsgd.check_dp_settings(
-                *(
-                    run.config_option(config, k)
-                    for k in ("dp_noise_multiplier", "dp_clip_norm", "dp_delta")
-                )
-            )
-        configs[s.name] = config
+    configs = setting_configs(base_config, settings)
     train_kwargs = {**(train_kwargs or {}), "save_params": True}
     workdir = Path(workdir)
     entries = []
@@ -198,8 +218,8 @@ def label_only_sweep(
             "strength": s.strength,
             "workdir": s.name,
             "changes": s.changes,
-            "train_accuracy": _mean_of_records(store, "train_accuracy"),
-            "test_accuracy": _mean_of_records(store, "test_accuracy"),
+            "train_accuracy": mean_of_records(store, "train_accuracy"),
+            "test_accuracy": mean_of_records(store, "test_accuracy"),
         }
         for exposure in exposures:
             view = results if exposure == "logits" else label_exposure(results)

@@ -13,6 +13,8 @@ classifiers; `--num_canaries=K` flips half the labels of K canaries per model;
 `--label_dp_epsilon=E` trains every model on randomized-response labels (E-label-DP);
 `--dp_noise_multiplier=S` trains with DP-SGD and writes the privacy spent to
 results/privacy.json. `experiments.blia` sweeps label-DP's ε and attacks the canaries.
+`--audit_canaries=K --audit_canary_kind=mislabeled|ood|blank` plants K worst-case
+membership canaries for a DP audit (`experiments.dp_audit`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from absl import app, flags
 
 from experiments import configs, flagdefs
 from lira_jax import store as store_lib
-from lira_jax.data import TASK_HELP, datasets, membership, mixtures
+from lira_jax.data import TASK_HELP, audit_canaries, datasets, membership, mixtures
 from lira_jax.models import CONV_IMPLS, arch_names
 from lira_jax.train import COMPUTE_DTYPES, accounting, pool, sharding
 from lira_jax.train.run import OPTIONAL_CONFIG, canonical_config, parse_model_range, train_shadows
@@ -116,6 +118,19 @@ _NUM_CANARIES = flags.DEFINE_integer(
     "K canary examples (fixed by the seed) whose label each model independently flips with "
     "probability 1/2 (0: none; default 0, experiments.blia: 100).",
 )
+_AUDIT_CANARIES = flags.DEFINE_integer(
+    "audit_canaries",
+    None,
+    "K DP-audit canaries (fixed by the seed): pool examples replaced by worst-case ones of "
+    "--audit_canary_kind, IN for half the models like every example (0: none; default 0).",
+)
+_AUDIT_CANARY_KIND = flags.DEFINE_enum(
+    "audit_canary_kind",
+    None,
+    list(audit_canaries.AUDIT_CANARY_KINDS),
+    "Kind of --audit_canaries: mislabeled (a random other label), ood (uniform-noise input, "
+    "random label), blank (blank input, distinct marks, the rarest label). Default mislabeled.",
+)
 _LABEL_DP_EPSILON = flags.DEFINE_float(
     "label_dp_epsilon",
     None,
@@ -208,7 +223,7 @@ CONFIG_KEYS = (
     "queries",
     "seed",
     "store_test_logits",
-    *OPTIONAL_CONFIG,  # task, num_canaries, label_dp_epsilon, dp_*: absent when off
+    *OPTIONAL_CONFIG,  # task, num_canaries, label_dp_epsilon, dp_*, audit_*: absent when off
     *pool.MIXTURE_KEYS,  # absent without a mixture
 )
 
@@ -262,6 +277,8 @@ def flag_overrides() -> dict:
         task=_TASK.value,
         num_canaries=_NUM_CANARIES.value,
         label_dp_epsilon=_LABEL_DP_EPSILON.value,
+        audit_canaries=_AUDIT_CANARIES.value,
+        audit_canary_kind=_AUDIT_CANARY_KIND.value,
         dp_noise_multiplier=_DP_NOISE_MULTIPLIER.value,
         dp_clip_norm=_DP_CLIP_NORM.value,
         dp_delta=_DP_DELTA.value,

@@ -4,7 +4,7 @@ saved parameters (train_shadows --save_params) against theirs.
     python -m experiments.verify --workdir=runs/digits
     # prints "OK: ..." and exits 0, or lists every missing/corrupt block with the command
     # that recomputes it (and every damaged array written at creation: keep, labels,
-    # canaries, per-model labels), and exits 1.
+    # canaries, per-model labels, DP-audit canaries), and exits 1.
 
 Only reads (and never repairs): fixing means deleting the bad blocks' records and
 re-running train_shadows for them, which this prints.

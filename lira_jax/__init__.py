@@ -10,6 +10,7 @@ Submodules, in the order data flows through them:
 - `lira_jax.attacks`: membership-inference attacks and their leave-one-model-out evaluation.
 - `lira_jax.memorization`, `lira_jax.sample_complexity`: memorization and shadow-model curves.
 - `lira_jax.shadow_budget`: how many shadow models to train (pilot, selection, stopping rule).
+- `lira_jax.dp_audit`: empirical ε lower bounds of a DP audit (jax-privacy's auditor).
 - `lira_jax.metrics`: ROC, AUC, TPR at low FPR.
 - `lira_jax.report`: Markdown tables and plots (the only matplotlib user).
 
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "attacks",
     "data",
+    "dp_audit",
     "memorization",
     "metrics",
     "models",

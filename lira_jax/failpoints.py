@@ -18,6 +18,13 @@ The points (``POINTS``) are the moments after which the on-disk state of a run d
 - ``block_recorded``: the completion record is in place; the block's checkpoints and claim
   are not yet removed.
 
+Planted bugs (``LIRA_JAX_PLANTED_BUG=NAME``, names in ``BUGS``) are the other kind of fault:
+the process keeps running but computes something wrong on purpose, so that a test can show
+that an audit catches that bug. ``dp_noise_off``: DP-SGD adds no noise while the config,
+the accountant and the store still claim the configured noise multiplier (a DP audit of
+such a run must report a violation). A planted bug is logged as a warning wherever it
+acts; no flag or config key reaches it, so a normal run cannot turn one on.
+
 Design notes: a kill decided by a point reached, rather than by a timer, makes a fault test
 independent of the machine's speed and load (a timer kill of a fast job may find it already
 finished). Counting per process and per point lets one variable choose, e.g., "after the
@@ -29,9 +36,11 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["ENV_VAR", "POINTS", "check", "hit"]
+__all__ = ["BUGS", "BUG_ENV_VAR", "ENV_VAR", "POINTS", "check", "hit", "planted"]
 
 ENV_VAR = "LIRA_JAX_FAILPOINT"
+BUG_ENV_VAR = "LIRA_JAX_PLANTED_BUG"
+BUGS = ("dp_noise_off",)
 POINTS = (
     "epoch_dispatched",
     "checkpoint_saved",
@@ -57,9 +66,31 @@ def _armed() -> tuple[str, int] | None:
 
 
 def check() -> None:
-    """Raises ValueError now if the environment variable is malformed (call at startup,
+    """Raises ValueError now if an environment variable is malformed (call at startup,
     before anything is written)."""
     _armed()
+    _planted_bug()
+
+
+def _planted_bug() -> str | None:
+    name = os.environ.get(BUG_ENV_VAR, "").strip()
+    if not name:
+        return None
+    if name not in BUGS:
+        raise ValueError(f"{BUG_ENV_VAR}={name!r} must be one of {BUGS}; unset it for normal runs.")
+    return name
+
+
+def planted(name: str) -> bool:
+    """Whether the test-only bug `name` is planted in this process (see the module notes).
+
+    Raises:
+      ValueError: `name` is not a known bug (a typo in the library), or the environment
+        variable names an unknown one.
+    """
+    if name not in BUGS:
+        raise ValueError(f"Unknown planted bug {name!r}; known: {BUGS}.")
+    return _planted_bug() == name
 
 
 def hit(name: str) -> None:

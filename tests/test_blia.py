@@ -209,3 +209,47 @@ def test_false_alarms_at_a_tight_bound_are_rare():
     assert sum(flags) <= 4
     lowers = [clopper_pearson(int(k), n)[0] for k in draws[:400]]
     assert 0.005 < np.mean(np.array(lowers) > bound) < 0.06
+
+
+def test_auditor_cross_check_on_randomized_response_and_a_broken_mechanism():
+    """jax-privacy's auditor on the BLIA scores: below ε under ε-label-DP (a perfect
+    memoriser attains e^ε exactly, so its bound comes close), equal to the library's own
+    call on the same pairs, and far above ε when the mechanism is broken."""
+    from jax_privacy import auditing
+
+    eps = 1.0
+    keep, lab = _world(seed=8, epsilon=eps)
+    margin = np.where(keep, 6.0 * (2 * lab.train_labels - 1), 0.0)
+    logits = _logits_from_margin(margin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", blia.LabelDPViolationWarning)
+        res = blia.evaluate(logits, lab.private_labels, keep, lab.canary, label_dp_epsilon=eps)
+    conf, marg = res["audit"]["confidence"], res["audit"]["log_loss_margin"]
+    assert not res["violation"] and not conf["auditor_violation"]
+    assert 0.5 * eps < conf["epsilon_hat_auditor"] <= eps
+    assert conf["epsilon_hat_auditor_dp"] is None  # no DP-SGD
+    # Independently: the IN canary pairs, label 1 against label 0, threshold 0 on Δ.
+    pairs = keep & lab.canary[None]
+    d, y = margin[pairs], lab.private_labels[pairs]
+    want = auditing.CanaryScoreAuditor(d[y == 1], d[y == 0]).epsilon_clopper_pearson(
+        0.05, 0.0, one_sided=False, threshold_strategy=auditing.Explicit(0.0)
+    )
+    assert conf["epsilon_hat_auditor"] == pytest.approx(want)
+    # Both rules see the same evidence here (|Δ| = 6 everywhere: the margin rule decides
+    # all), the margin rule at half the significance for each of its two events.
+    assert marg["epsilon_hat_auditor"] <= conf["epsilon_hat_auditor"] + 1e-9
+    assert marg["epsilon_hat_auditor"] > 0.5 * eps
+    # The hand-written ε̂ (one success rate) and the auditor's (two rates) read the same
+    # mechanism: both within ε, within 0.25 of each other.
+    assert abs(conf["epsilon_hat"] - conf["epsilon_hat_auditor"]) < 0.25
+    # Broken: trained on the private labels themselves, claimed ε = 0.5.
+    keep, lab = _world(seed=9)
+    logits = _logits_from_margin(np.where(keep, 6.0 * (2 * lab.private_labels - 1), 0.0))
+    with pytest.warns(blia.LabelDPViolationWarning) as caught:
+        res = blia.evaluate(logits, lab.private_labels, keep, lab.canary, label_dp_epsilon=0.5)
+    messages = [str(w.message) for w in caught]
+    assert sum("jax-privacy's auditor" in m for m in messages) == 2  # one per rule
+    assert res["audit"]["confidence"]["auditor_violation"]
+    assert res["audit"]["log_loss_margin"]["auditor_violation"]
+    assert res["audit"]["confidence"]["epsilon_hat_auditor"] > 3.0
+    assert blia.auditor_epsilon(np.zeros(3), np.ones(3), 0.0, abstains=False) is None

@@ -103,12 +103,12 @@ def _torch_target(x, y, keep, seed, epochs, num_classes):
 def _flax_target(store, keep, data_dir):
     """A model of the store's architecture and recipe on `keep`, with keys of a model index
     no shadow has, queried like the shadows (the run's own query pass)."""
-    from lira_jax.data import augment, tasks
+    from lira_jax.data import augment
     from lira_jax.train import Engine, TrainConfig, query_pass, steps_per_epoch
-    from lira_jax.train.pool import load_pool
+    from lira_jax.train.pool import load_store_dataset
 
     config = store.config
-    ds = tasks.apply_task(load_pool(config, data_dir).dataset, config.get("task", "all"))
+    ds = load_store_dataset(config, data_dir)
     train_config = TrainConfig.from_run_config(config, ds.num_classes)
     rows = keep[None]
     engine = Engine(

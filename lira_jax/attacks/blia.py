@@ -30,6 +30,16 @@ success's lower confidence bound s gives an empirical lower bound on ε: ε̂ = 
 bound is tight (a model that outputs exactly the label it trained on attains it), so the
 violation flag asks for a stricter lower bound (`VIOLATION_LEVEL`) than the reported one.
 
+The same audit on jax-privacy's `auditing.CanaryScoreAuditor` (`auditor_epsilon`): the
+private label is the bit the mechanism protects, so the IN canary pairs of label 1 and of
+label 0 are the auditor's two hypotheses and each rule's score is Δ. Under ε-label-DP
+every event's probability moves by at most e^ε between them, so ε >= log((TPR − δ) / FPR)
+for each decision event of a rule, with Clopper–Pearson bounds on TPR and FPR. That is a
+different statistic from ε̂ above (one success rate under the uniform prior, both guesses
+pooled): the point estimates agree when both labels are inferred equally well, the auditor's
+interval is wider (two rates on half the pairs each) but it holds without the prior. Both
+are reported (``epsilon_hat_auditor``); a violation of either is flagged.
+
 Design notes: everything is numpy on the host in float64 (softmax differences of float32
 logits). Functions take whole arrays — logits [M, N, C] or [M, N, A, C] (query `query` is
 used, the identity by default), private_labels [M, N], keep [M, N], canary [N] — and return
@@ -44,6 +54,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from jax_privacy import auditing
 
 from lira_jax.metrics import clopper_pearson
 
@@ -434,6 +445,100 @@ def audit(
     }
 
 
+def auditor_epsilon(
+    score: np.ndarray,
+    label: np.ndarray,
+    threshold: float,
+    *,
+    abstains: bool,
+    delta: float = 0.0,
+    significance: float = 1.0 - DEFAULT_LEVEL,
+) -> float | None:
+    """jax-privacy's Clopper–Pearson ε lower bound on the decision events of one BLIA rule.
+
+    Args:
+      score: [P] the rule's score of each IN canary pair (Δ, or Δ − t for a per-model
+        threshold t).
+      label: [P] the pairs' private 0/1 labels (label 1: the auditor's "IN" hypothesis).
+      threshold: the rule's threshold on `score`.
+      abstains: False (confidence rule): the events {score >= threshold} (guess 1) and
+        {score < threshold} (guess 0), the auditor's two-sided bound at that threshold;
+        True (margin rule, threshold δ >= 0): {score >= δ} (guess 1) and {score <= −δ}
+        (guess 0), one one-sided bound each at significance / 2, the larger kept.
+      delta: δ of the claim tested (0 for label-DP).
+      significance: 1 − confidence.
+
+    Returns:
+      ε lower bound (0 when nothing is shown), or None if a label has no pair.
+    """
+    score, label = np.asarray(score, np.float64), np.asarray(label)
+    ones, zeros = score[label == 1], score[label == 0]
+    if ones.size == 0 or zeros.size == 0:
+        return None
+    at = auditing.Explicit(float(threshold))
+    if not abstains:
+        auditor = auditing.CanaryScoreAuditor(ones, zeros)
+        return float(
+            auditor.epsilon_clopper_pearson(significance, delta, False, threshold_strategy=at)
+        )
+    guess_one = auditing.CanaryScoreAuditor(ones, zeros)
+    guess_zero = auditing.CanaryScoreAuditor(-zeros, -ones)
+    return float(
+        max(
+            a.epsilon_clopper_pearson(significance / 2, delta, threshold_strategy=at)
+            for a in (guess_one, guess_zero)
+        )
+    )
+
+
+def _auditor_audit(
+    score,
+    label,
+    threshold,
+    abstains,
+    audit_entry,
+    *,
+    label_dp_epsilon,
+    dp_epsilon,
+    dp_delta,
+    level,
+    violation_level,
+    what,
+) -> dict:
+    """The auditor's figures for one rule, merged into its `audit` entry (and its flag)."""
+    args = dict(abstains=abstains, significance=1.0 - level)
+    out = {
+        "epsilon_hat_auditor": auditor_epsilon(score, label, threshold, **args),
+        "epsilon_hat_auditor_dp": (
+            None
+            if dp_epsilon is None
+            else auditor_epsilon(score, label, threshold, delta=dp_delta, **args)
+        ),
+    }
+    strict = dict(abstains=abstains, significance=1.0 - violation_level)
+    claims = []
+    if label_dp_epsilon is not None and not math.isinf(label_dp_epsilon):
+        claims.append(("label_dp_epsilon", label_dp_epsilon, 0.0))
+    if dp_epsilon is not None and not math.isinf(dp_epsilon):
+        claims.append(("dp_epsilon", dp_epsilon, dp_delta))
+    broken = []
+    for name, eps, delta in claims:
+        got = auditor_epsilon(score, label, threshold, delta=delta, **strict)
+        if got is not None and got > eps + 1e-9:
+            broken.append(f"{name}={eps:g} < {got:.4f}")
+    out["auditor_violation"] = bool(broken)
+    if broken:
+        message = (
+            f"LABEL-DP VIOLATION: jax-privacy's auditor on {what}'s scores gives a "
+            f"{violation_level:g} lower bound above the claim ({'; '.join(broken)}); the "
+            "privacy mechanism or its bookkeeping is broken."
+        )
+        warnings.warn(message, LabelDPViolationWarning, stacklevel=3)
+        out["message"] = audit_entry["message"] + " | " + message
+    out["violation"] = audit_entry["violation"] or bool(broken)
+    return {**audit_entry, **out}
+
+
 def evaluate(
     logits: np.ndarray,
     private_labels: np.ndarray,
@@ -465,7 +570,10 @@ def evaluate(
        "control_success", "control_interval", "control_num_pairs", "threshold"},
        "log_loss_margin": {"success", "interval", "coverage", "margin", "num_pairs",
        "control_success", "control_coverage"}, "margin_curve", "audit": {"confidence",
-       "log_loss_margin"}, "violation", "privacy"}.
+       "log_loss_margin"}, "violation", "privacy"}; each audit entry is `audit`'s dict plus
+       "epsilon_hat_auditor" (`auditor_epsilon` at δ = 0), "epsilon_hat_auditor_dp" (at
+       DP-SGD's δ; None without it) and "auditor_violation" (its `VIOLATION_LEVEL` bound
+       above a claimed ε), folded into "violation".
     """
     dp_eps = None if privacy is None else float(privacy["epsilon"])
     dp_delta = 0.0 if privacy is None else float(privacy["delta"])
@@ -485,6 +593,31 @@ def evaluate(
         )
         for name, result in (("confidence", conf), ("log_loss_margin", marg))
     }
+    # The same rules on jax-privacy's auditor: score Δ (minus the confidence rule's
+    # per-model threshold), IN canary pairs, label 1 against label 0.
+    d = label_margin(logits, query)
+    labels, keep_b, canary_b = _check_arrays(d, private_labels, keep, canary)
+    pairs = keep_b & canary_b[None]
+    tau = np.broadcast_to(np.asarray(conf["threshold"], np.float64), (d.shape[0],))
+    shifted = d - np.log(tau / (1.0 - tau))[:, None]
+    rules = {
+        "confidence": (shifted[pairs], 0.0, False),
+        "log_loss_margin": (d[pairs], marg["margin"], True),
+    }
+    for name, (score, thr, abstains) in rules.items():
+        audits[name] = _auditor_audit(
+            score,
+            labels[pairs],
+            thr,
+            abstains,
+            audits[name],
+            label_dp_epsilon=label_dp_epsilon,
+            dp_epsilon=dp_eps,
+            dp_delta=dp_delta,
+            level=level,
+            violation_level=VIOLATION_LEVEL,
+            what=f"{name} BLIA",
+        )
     eps = label_dp_epsilon
     c_in, c_out = conf["in"].to_dict(), conf["out"].to_dict()
     m_in, m_out = marg["in"].to_dict(), marg["out"].to_dict()

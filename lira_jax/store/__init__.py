@@ -36,7 +36,7 @@ from lira_jax.store.errors import (
     StoreError,
     StoreMismatchError,
 )
-from lira_jax.store.files import _array_spec, os_error_of, write_text_atomic
+from lira_jax.store.files import _array_spec, os_error_of, write_arrays_atomic, write_text_atomic
 from lira_jax.store.logit_store import LazyLogits, LogitStore, create_or_open, open_store
 from lira_jax.store.schema import (
     FORMAT_VERSION,
@@ -64,5 +64,6 @@ __all__ = [
     "create_or_open",
     "open_store",
     "os_error_of",
+    "write_arrays_atomic",
     "write_text_atomic",
 ]

@@ -135,6 +135,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def write_arrays_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Writes named arrays as one uncompressed ``.npz`` (`numpy.savez`, readable with
+    ``numpy.load``) via a temp file + rename; the parent directory is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _read_json(path: Path) -> Any:
     with open(path) as f:
         return json.load(f)

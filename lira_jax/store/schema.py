@@ -251,6 +251,16 @@ OPTIONAL_ARRAYS: dict[str, OptionalArray] = {
             description="index of each example in its source dataset (its group's source)",
             hint="train a mixture (--mixture=random|subpopulation|singletons) to get them",
         ),
+        OptionalArray(
+            "audit_canary",
+            group="audit_canary",
+            shape=lambda d: (d.n,),
+            dtype="bool",
+            kind="mask",
+            per_block=False,
+            description="DP-audit canaries (planted worst-case examples)",
+            hint="train with --audit_canaries=K (in a new --workdir) to get them",
+        ),
     )
 }
 

@@ -6,12 +6,24 @@ standard accounting assumes):
    probability q (`poisson_batch`), whatever the other examples or steps did.
 2. Per-example gradients g_i (a `jax.vmap` of `jax.grad` over the batch, inside the
    per-model function that the engine maps over models), each clipped to L2 norm <= C over
-   all parameters together: g_i · min(1, C / ||g_i||).
-3. The clipped gradients are summed, N(0, σ² C²) noise is added to every coordinate, and the
-   result is divided by a fixed denominator, the expected batch size (a public constant, so
-   the division is post-processing).
+   all parameters together: g_i · min(1, C / ||g_i||) (jax-privacy's `clip_pytree`).
+3. The clipped gradients are summed, N(0, σ² C²) noise is added to every coordinate
+   (jax-privacy's `gaussian_privatizer`), and the result is divided by a fixed denominator,
+   the expected batch size (a public constant, so the division is post-processing).
 
 Design notes:
+- What comes from jax-privacy (pinned in pyproject.toml) and what is kept, measured on digits
+  / cnn32 (BUILD_NOTES.md, "DP auditing"): the clipping (`clipping.clip_pytree`, per
+  example) and the noise (`noise_addition.gaussian_privatizer`) are jax-privacy's, inside
+  the per-model function. Its whole-batch `clipping.clipped_grad` composes with the
+  engine (vmap / lax.map over models, shard_map) but ran DP-SGD epochs 2.5x slower on CPU
+  one model at a time (its per-example sum inside the vmap, against one weighted
+  `tensordot` here), so the sum stays here, tested equal to `clipped_grad`'s output on the
+  same inputs. Its Poisson sampling (`batch_selection.CyclicPoissonSampling`) draws
+  variable-size batches on the host from a numpy generator: it cannot run inside the jitted,
+  per-model-keyed epoch, so `poisson_batch` stays, tested to draw the same distribution.
+  Truncation differs: jax-privacy drops a uniformly random subset of an overflowing
+  sample, `poisson_batch` its highest-index examples (with probability <= 1e-7 per step).
 - A batch has a fixed shape: `max_batch` slots, the sampled examples first, then padding
   slots of weight 0 (the engine pads the same way). `max_batch` is set by the nominal batch
   size B alone (`max_batch_size`): the smallest b with P[Poisson(B) > b] <= 1e-7. A model's
@@ -36,6 +48,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax_privacy import clipping, noise_addition
 
 PyTree = Any
 
@@ -98,25 +111,6 @@ def poisson_batch(
     return idx.astype(jnp.int32), weight, jnp.maximum(count - max_batch, 0)
 
 
-def global_norms(grads: PyTree) -> jax.Array:
-    """L2 norm over all leaves of each example's gradient: leaves [B, ...] -> [B]."""
-    sq = [jnp.sum(jnp.square(g).reshape(g.shape[0], -1), axis=1) for g in jax.tree.leaves(grads)]
-    return jnp.sqrt(sum(sq))
-
-
-def clip_per_example(grads: PyTree, clip_norm: float) -> tuple[PyTree, jax.Array]:
-    """Scales each example's gradient (leaves [B, ...]) to norm <= `clip_norm`.
-
-    Returns:
-      (clipped gradients, [B] norms before clipping).
-    """
-    norms = global_norms(grads)
-    # C / max(norm, C): exactly 1 when the norm is within C, C / norm otherwise.
-    scale = clip_norm / jnp.maximum(norms, clip_norm)
-    clipped = jax.tree.map(lambda g: g * scale.reshape((-1,) + (1,) * (g.ndim - 1)), grads)
-    return clipped, norms
-
-
 def noisy_gradient(
     per_example_loss: Callable[..., tuple[jax.Array, jax.Array]],
     params: PyTree,
@@ -130,6 +124,16 @@ def noisy_gradient(
     denominator: float,
 ) -> tuple[PyTree, dict]:
     """The DP-SGD gradient of one model on one padded batch.
+
+    Per-example gradients (a `jax.vmap` of `jax.value_and_grad`) are each clipped to L2 norm
+    <= C over all parameters together by jax-privacy's `clipping.clip_pytree` (scale
+    min(1, C / ||g||); a NaN/inf gradient entry counts as 0, so even a diverged example
+    stays within C), summed with the slot weights (padding contributes exactly 0), noised
+    by jax-privacy's `noise_addition.gaussian_privatizer` (standard deviation σ·C per
+    coordinate, keyed by `noise_key`: a privatizer made for this one step, so the noise is
+    a pure function of the step's key) and divided by `denominator`. Equal, to float
+    rounding, to jax-privacy's `clipping.clipped_grad` sum (`tests/test_dpsgd.py`), which
+    the engine does not call: see the module notes.
 
     Args:
       per_example_loss: `(params, x_i, y_i) -> (loss, aux)` for ONE example (no batch axis);
@@ -147,16 +151,14 @@ def noisy_gradient(
     """
     grad_fn = jax.vmap(jax.value_and_grad(per_example_loss, has_aux=True), in_axes=(None, 0, 0))
     (losses, aux), grads = grad_fn(params, x, y)
-    clipped, norms = clip_per_example(grads, clip_norm)
+    clipped, norms = jax.vmap(lambda g: clipping.clip_pytree(g, clip_norm))(grads)
     summed = jax.tree.map(lambda g: jnp.tensordot(weight, g, axes=1), clipped)
-    leaves, treedef = jax.tree.flatten(summed)
-    keys = jax.random.split(noise_key, len(leaves))
-    noised = [
-        (g + noise_multiplier * clip_norm * jax.random.normal(k, g.shape, g.dtype)) / denominator
-        for g, k in zip(leaves, keys, strict=True)
-    ]
+    privatizer = noise_addition.gaussian_privatizer(
+        stddev=noise_multiplier * clip_norm, prng_key=noise_key
+    )
+    noised, _ = privatizer.update(summed, privatizer.init(summed))
     stats = {"loss": (losses * weight).sum(), "aux": (aux * weight).sum(), "norms": norms}
-    return jax.tree.unflatten(treedef, noised), stats
+    return jax.tree.map(lambda g: g / denominator, noised), stats
 
 
 def check_dp_settings(noise_multiplier, clip_norm, delta) -> None:

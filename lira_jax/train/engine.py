@@ -36,8 +36,9 @@ Design notes:
   dataset's labels.
 - DP-SGD (`TrainConfig.dp_noise_multiplier` set) is a separate code path
   (`_dp_model_epoch`, `lira_jax.train.dpsgd`): Poisson-sampled batches with q =
-  1 / steps_per_epoch, per-example gradients clipped and noised; every step runs, empty or
-  not. With it off, plain training is exactly what it was.
+  1 / steps_per_epoch, per-example gradients clipped and noised (jax-privacy's
+  `clip_pytree` and `gaussian_privatizer`, inside the per-model function); every step
+  runs, empty or not. With it off, plain training is exactly what it was.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -328,6 +330,15 @@ class Engine:
         if config.dp:
             self.dp_sampling_probability = dpsgd.sampling_probability(self.steps)
             self.dp_max_batch = dpsgd.max_batch_size(config.batch_size)
+            self.dp_noise_multiplier = config.dp_noise_multiplier
+            if failpoints.planted("dp_noise_off"):
+                logging.warning(
+                    "PLANTED BUG %s=dp_noise_off: DP-SGD adds NO noise although the config "
+                    "claims noise multiplier %g (for audit tests only).",
+                    failpoints.BUG_ENV_VAR,
+                    config.dp_noise_multiplier,
+                )
+                self.dp_noise_multiplier = 0.0
         self._compiled: dict[int, jax.stages.Compiled] = {}
         models, rep = P(MESH_AXIS), P()
         # Init runs once per block: compile it fast rather than well (one model at a time,
@@ -439,7 +450,7 @@ class Engine:
                 w,
                 noise_key,
                 clip_norm=cfg.dp_clip_norm,
-                noise_multiplier=cfg.dp_noise_multiplier,
+                noise_multiplier=self.dp_noise_multiplier,
                 denominator=float(cfg.batch_size),
             )
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
@@ -646,15 +657,28 @@ def bytes_per_model(config: TrainConfig, image_shape: Sequence[int]) -> tuple[in
         return model.apply(p, xb).astype(jnp.float32).sum()
 
     def dp_grads(p, xb):
-        grads = jax.vmap(jax.grad(lambda p, xi: loss(p, xi[None])), in_axes=(None, 0))(p, xb)
-        return dpsgd.clip_per_example(grads, 1.0)[0]
+        b = xb.shape[0]
+        return dpsgd.noisy_gradient(
+            lambda p, xi, yi: (loss(p, xi[None]), yi.astype(jnp.float32)),
+            p,
+            xb,
+            jnp.zeros(b, jnp.int32),
+            jnp.ones(b, jnp.float32),
+            jax.random.PRNGKey(0),
+            clip_norm=1.0,
+            noise_multiplier=1.0,
+            denominator=1.0,
+        )[0]
 
     jaxpr = jax.make_jaxpr(dp_grads if config.dp else jax.grad(loss))(params, x)
     work = 0
     for eqn in _all_eqns(jaxpr.jaxpr):
         for v in eqn.outvars:
             aval = v.aval
-            if hasattr(aval, "shape"):
+            # Typed PRNG keys (jax-privacy's noise) are a few bytes: not counted.
+            if hasattr(aval, "shape") and not jax.dtypes.issubdtype(
+                aval.dtype, jax.dtypes.extended
+            ):
                 work += int(np.prod(aval.shape)) * np.dtype(aval.dtype).itemsize
     return state, work
 

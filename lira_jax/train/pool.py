@@ -41,10 +41,18 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lira_jax.data import datasets, mixtures
+from lira_jax.data import audit_canaries, datasets, mixtures, tasks
 from lira_jax.data.datasets import Dataset, DatasetError
 
-__all__ = ["MIXTURE_DEFAULTS", "MIXTURE_KEYS", "OOD_SOURCES", "Pool", "load_pool"]
+__all__ = [
+    "MIXTURE_DEFAULTS",
+    "MIXTURE_KEYS",
+    "OOD_SOURCES",
+    "Pool",
+    "load_pool",
+    "load_store_dataset",
+    "store_dataset",
+]
 
 OOD_SOURCES = ("digits", "aug")
 # Config keys of a mixture and the values that mean "no mixture" / the paper's choices.
@@ -209,3 +217,21 @@ def load_pool(config: dict, data_dir: str | None = None) -> Pool:
     mixed = mixtures.mix(base.x_train, base.y_train, ood_x, ood_y, chosen)
     pool = datasets.standardise(dataclasses.replace(raw, x_train=mixed.x, y_train=mixed.y))
     return Pool(pool, mixed.groups, mixtures.GROUP_NAMES, mixed.source_index)
+
+
+def store_dataset(dataset: Dataset, config: dict) -> tuple[Dataset, np.ndarray | None]:
+    """The pool as a run's store holds it: the config's task applied to `dataset` (a pool of
+    `load_pool`), then its DP-audit canaries planted (`lira_jax.data.audit_canaries`).
+
+    Returns:
+      (the dataset, the [N] bool canary mask or None).
+    """
+    ds = tasks.apply_task(dataset, config.get("task", "all"))
+    return audit_canaries.plant_for_config(ds, config)
+
+
+def load_store_dataset(config: dict, data_dir: str | None = None) -> Dataset:
+    """`store_dataset(load_pool(config, data_dir).dataset, config)`'s dataset: exactly the
+    examples and labels a store of `config` was trained and queried on (for readers that
+    rebuild its inputs: the query export, the audit's images, the querying attacks)."""
+    return store_dataset(load_pool(config, data_dir).dataset, config)[0]

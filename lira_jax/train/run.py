@@ -24,8 +24,9 @@ complete (a job killed between the two) are removed at the start of the next run
 run writes depends on how it was split into processes or blocks, only on the config.
 
 Config keys added after stores existed (`OPTIONAL_CONFIG`: the task, canaries, label-DP,
-DP-SGD, the keep rule) are absent from a config when they are off (`canonical_config`), so
-a run with them off has the config, and the fingerprint, of a store written before they existed.
+DP-SGD, the keep rule, DP-audit canaries) are absent from a config when they are off
+(`canonical_config`), so a run with them off has the config, and the fingerprint, of a store
+written before they existed.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ from absl import logging
 
 from lira_jax import failpoints
 from lira_jax import store as store_lib
-from lira_jax.data import augment, datasets, membership, tasks
+from lira_jax.data import audit_canaries, augment, datasets, membership
 from lira_jax.models import arch_names, check_model, get_model, is_arch_name
 from lira_jax.train import accounting
 from lira_jax.train import params as params_lib
 from lira_jax.train.checkpoint import BlockCheckpointer
 from lira_jax.train.engine import Engine, TrainConfig, auto_models_per_step, steps_per_epoch
-from lira_jax.train.pool import MIXTURE_KEYS, load_pool
+from lira_jax.train.pool import MIXTURE_KEYS, load_pool, store_dataset
 from lira_jax.train.query import query_pass
 
 __all__ = [
@@ -84,6 +85,8 @@ OPTIONAL_CONFIG = {
     "dp_delta": None,
     "dp_accountant": "pld",
     "dataset_sha256": None,  # npz:PATH datasets: the file's sha256, recorded by `prepare`
+    "audit_canaries": 0,  # DP-audit canaries (`lira_jax.data.audit_canaries`); 0: none
+    "audit_canary_kind": "mislabeled",
 }
 
 
@@ -91,8 +94,9 @@ def canonical_config(config: dict) -> dict:
     """The stored form of a run config: `OPTIONAL_CONFIG` keys at their off value removed,
     and the mixture keys (`pool.MIXTURE_KEYS`) without a mixture.
 
-    ``label_dp_epsilon`` = inf becomes None (off; canonical JSON has no inf), and
-    ``dp_accountant`` is dropped without DP-SGD (there is nothing to account).
+    ``label_dp_epsilon`` = inf becomes None (off; canonical JSON has no inf),
+    ``dp_accountant`` is dropped without DP-SGD (there is nothing to account), and
+    ``audit_canary_kind`` without audit canaries.
     """
     config = dict(config)
     eps = config.get("label_dp_epsilon")
@@ -100,6 +104,8 @@ def canonical_config(config: dict) -> dict:
         config["label_dp_epsilon"] = None
     if config.get("dp_noise_multiplier") is None:
         config.pop("dp_accountant", None)
+    if not config.get("audit_canaries"):
+        config.pop("audit_canary_kind", None)
     if config.get("mixture", "none") == "none":
         for key in MIXTURE_KEYS:
             config.pop(key, None)
@@ -189,6 +195,14 @@ def check_config(config: dict) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"num_canaries={k!r} must be an int >= 0 (0: no canaries).")
     membership.label_noise_enabled(k, config_option(config, "label_dp_epsilon"))  # validates ε
+    k = config_option(config, "audit_canaries")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"audit_canaries={k!r} must be an int >= 0 (0: no audit canaries).")
+    if config_option(config, "audit_canary_kind") not in audit_canaries.AUDIT_CANARY_KINDS:
+        raise ValueError(
+            f"audit_canary_kind={config_option(config, 'audit_canary_kind')!r}; choose one of "
+            f"{audit_canaries.AUDIT_CANARY_KINDS}."
+        )
     if config_option(config, "dp_accountant") not in accounting.ACCOUNTANTS:
         raise ValueError(
             f"dp_accountant={config_option(config, 'dp_accountant')!r}; choose one of "
@@ -277,7 +291,7 @@ def prepare(
     if ds.source_sha256 is not None:  # a user's file: the store remembers its bytes
         config["dataset_sha256"] = ds.source_sha256
         _check_same_file(Path(workdir) / "store", config)
-    ds = tasks.apply_task(ds, config_option(config, "task"))
+    ds, audit_mask = store_dataset(ds, config)
     # The model contract (stateless, logits [B, C], penultimate=...) before anything exists.
     check_model(
         get_model(config["arch"], ds.num_classes, conv_impl, tabular=ds.tabular),
@@ -330,6 +344,8 @@ def prepare(
         }
     if pool.groups is not None:
         arrays.update(groups=pool.groups, source_index=pool.source_index)
+    if audit_mask is not None:
+        arrays["audit_canary"] = audit_mask
     spec = store_lib.StoreSpec(
         num_models=num_models,
         num_examples=num_examples,

@@ -53,7 +53,7 @@ from lira_jax.attacks.label_only.boundary import (
 )
 from lira_jax.attacks.label_only.labels import predicted_labels
 from lira_jax.attacks.label_only.transfer import transfer_attack, transfer_shadow_losses
-from lira_jax.data import augment, datasets
+from lira_jax.data import audit_canaries, augment, datasets
 from lira_jax.data.tasks import apply_task
 from lira_jax.train import params as params_lib
 from lira_jax.train.engine import TrainConfig
@@ -153,6 +153,7 @@ def run_dataset(store: store_lib.LogitStore, data_dir: str | None) -> datasets.D
         expected_sha256=config.get("dataset_sha256"),
     )
     ds = apply_task(ds, config.get("task", "all"))
+    ds, _ = audit_canaries.plant_for_config(ds, config)
     if ds.x_train.shape[0] != store.num_examples or not np.array_equal(ds.y_train, store.labels()):
         raise ValueError(
             f"The pool of {store.path} ({store.num_examples} examples) is not the training "
