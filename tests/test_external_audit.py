@@ -541,3 +541,30 @@ def test_audit_refuses_a_store_with_missing_blocks(tmp_path):
     with pytest.raises(store_lib.IncompleteStoreError, match="--model_range=2:4"):
         audit_bin.audit(tmp_path, tmp_path / "t.npy", log=_quiet)
     assert not (tmp_path / "results").exists()
+
+
+def test_export_of_a_store_with_dp_audit_canaries_rebuilds_its_pool(tmp_path):
+    # Canaries change the pool's labels (mislabeled) or inputs (ood, blank): the export
+    # rebuilds them as training planted them, or the store would refuse it.
+    for kind in ("mislabeled", "ood"):
+        config = train_shadows.make_config(
+            "digits",
+            max_train=120,
+            arch="mlp",
+            num_models=2,
+            epochs=1,
+            audit_canaries=8,
+            audit_canary_kind=kind,
+        )
+        run = tmp_path / kind
+        store = train_shadows.train_shadows(config, run, save_params=True, log=_quiet)
+        export_bin.export_queries(run, log=_quiet)
+        export = exchange.read_query_export(run / "queries")
+        np.testing.assert_array_equal(export.labels, store.labels())
+        saved = load_params(run, [0])
+        params = jax.tree.map(lambda p: p[0], saved.params)
+        n, a = export.inputs.shape[:2]
+        got = saved.model.apply(params, np.asarray(export.inputs).reshape(n * a, 8, 8, 1))
+        np.testing.assert_allclose(
+            np.asarray(got).reshape(n, a, 10), store.read_logits(models=0), atol=1e-5
+        )
