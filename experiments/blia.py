@@ -4,7 +4,7 @@ r"""Label memorization under label-DP: one store per ε, both BLIA attacks, the 
         --epsilons=0.5,1,2,4,8,inf --num_models=16
     # -> runs/blia_bc/eps_<ε>/ (one store per ε), runs/blia_bc/results/blia.json, blia.md,
     #    blia.png; prints the table (16 mlp models x 6 ε: a few minutes on 2 CPU cores,
-    #    numbers in BUILD_NOTES.md, issue 13)
+    #    numbers in docs/results.md, "Label-DP and BLIA")
 
 For every ε of `--epsilons` ("inf": label-DP off) it trains the models of the run's config
 (every `experiments.train_shadows` flag applies) with `--label_dp_epsilon=ε` into

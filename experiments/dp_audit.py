@@ -6,7 +6,7 @@ r"""DP-SGD audited, not only accounted: empirical ε lower bounds beside the acc
     # -> runs/dp_audit_digits/nonprivate/, dp_0.5/, dp_1/, dp_2/ (one store each),
     #    results/dp_audit.json, dp_audit.md, dp_audit.png, dp_audit_scores.npz; prints the
     #    table: every DP-SGD bound 0.00 against the accountant's 4.13 / 12.14 / 51.30,
-    #    non-private 1.05 (LiRA online); 22 min on 2 shared CPU cores (BUILD_NOTES.md,
+    #    non-private 1.05 (LiRA online); 22 min on 2 shared CPU cores (docs/results.md,
     #    "DP auditing")
 
 Settings: the non-private run (plain SGD, `--nonprivate`, on by default) and one DP-SGD

@@ -4,7 +4,7 @@ r"""Label-only vs score-based attacks under defenses: one store per setting, eve
         --weight_decays=0,5e-4,5e-3 --queries=ring1+rot4
     # -> runs/label_only_digits/wd_0/, wd_0.0005/, wd_0.005/ (one run each, parameters
     #    saved), results/label_only.json, label_only.md, label_only.png; prints the tables
-    #    (numbers and times in BUILD_NOTES.md, issue 14)
+    #    (numbers and times in docs/results.md, "Label-only attacks")
 
 Settings (the defenses the label-only papers found to matter):
   * L2 regularisation: one store per `--weight_decays` value;

@@ -2,7 +2,7 @@ r"""The whole job: train the shadow models, then attack them.
 
     python -m experiments.pipeline --workdir=runs/digits
     # trains 64 cnn32 models on sklearn digits, runs every attack, prints the table
-    # (a few minutes on 2 CPU cores; numbers in BUILD_NOTES.md)
+    # (a few minutes on 2 CPU cores; numbers in docs/results.md)
 
 Takes every flag of `experiments.train_shadows` and `experiments.attack`. Re-running it
 skips models already in the store.

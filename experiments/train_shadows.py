@@ -8,7 +8,7 @@ Every hyperparameter flag left unset takes the dataset's default from
 the store are skipped, so re-running the same command after an interruption finishes
 the job, and independent jobs can fill disjoint `--model_range`s of one store.
 
-Label memorization and privacy (issue 13): `--task=pair:A,B` or `parity` trains binary
+Label memorization and privacy: `--task=pair:A,B` or `parity` trains binary
 classifiers; `--num_canaries=K` flips half the labels of K canaries per model;
 `--label_dp_epsilon=E` trains every model on randomized-response labels (E-label-DP);
 `--dp_noise_multiplier=S` trains with DP-SGD and writes the privacy spent to

@@ -20,8 +20,9 @@ from tests.binaries import run_binary
 
 # breast_cancer's defaults are an mlp on 30 features: a block trains in about a second.
 TINY_BC = dict(max_train=96, num_models=4, epochs=2)
-# The config keys of every store written before issue 13 (the store is a function of these).
-PRE_ISSUE13_KEYS = (
+# The config keys of every store written before label memorization and privacy existed
+# (the store is a function of these).
+PRE_LABEL_KEYS = (
     "dataset",
     "max_train",
     "arch",
@@ -51,7 +52,7 @@ def _train(workdir, dataset="breast_cancer", log=_quiet, **overrides):
 
 
 def test_stores_written_before_the_new_keys_reopen_with_default_flags(tmp_path):
-    # The config an older train_shadows wrote: exactly the pre-issue-13 keys, written out.
+    # The config an older train_shadows wrote: exactly those keys, written out.
     old_config = {
         "dataset": "breast_cancer",
         "max_train": 96,
@@ -70,7 +71,7 @@ def test_stores_written_before_the_new_keys_reopen_with_default_flags(tmp_path):
         "seed": 0,
         "store_test_logits": False,
     }
-    assert set(old_config) == set(PRE_ISSUE13_KEYS)
+    assert set(old_config) == set(PRE_LABEL_KEYS)
     run.train_shadows(old_config, tmp_path, log=_quiet)
     fingerprint = store_lib.open_store(tmp_path / "store").metadata["config_fingerprint"]
     for off in (

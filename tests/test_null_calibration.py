@@ -11,7 +11,7 @@ components summed per example (the clustered estimator of Obuchowski 1997): the 
 of one example are correlated through its shared signal and shadow statistics, so the
 examples, not the (target, example) pairs, are the independent units. On 20 seeds at
 M = 16, N = 1,000 the spread of the AUC over seeds was 0.84–1.32 times this SE
-(BUILD_NOTES.md, issue 11), so 4 SE is at least ~3 standard deviations; with the seeds
+(docs/results.md, "Null calibration"), so 4 SE is at least ~3 standard deviations; with the seeds
 below the largest |AUC − 0.5| / SE is 2.0. Before the shadow
 sets were equalised, this test failed for the LiRA variants at M = 8 and 16 (e.g. LiRA
 online 0.38 at M = 8). A new entry of `attacks.ATTACKS` is covered automatically.

@@ -1,6 +1,6 @@
 """Benchmark binaries: how fast, how big, against what a user would otherwise run.
 
-Each prints Markdown tables (recorded in BUILD_NOTES.md with command and machine); none is
+Each prints Markdown tables (recorded in docs/benchmarks.md with command and machine); none is
 part of an audit. Run them from the repository root:
 
     python -m experiments.bench.throughput  # engine vs a one-model-at-a-time flax loop;

@@ -228,7 +228,7 @@ def run(
                         module = "experiments.bench.torch_peer"
                         flags = (*shared, f"--queries={queries}")
                         # libgomp's threads spin while they wait: on a machine shared with
-                        # other jobs that made the peer 2-4x slower (BUILD_NOTES.md); passive
+                        # other jobs that made the peer 2-4x slower (docs/benchmarks.md); passive
                         # waiting costs it little on an idle machine. A user's setting wins.
                         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                     cmd = [sys.executable, "-m", module, f"--workdir={workdir}", *flags]

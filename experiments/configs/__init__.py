@@ -4,7 +4,7 @@ Every value here can be overridden by the flag of the same name.
 
     python -m experiments.pipeline --workdir=runs/digits
     # 64 cnn32 models on sklearn digits (1,500 train / 297 test), ~3-5 min on 2 CPU cores;
-    # prints LiRA vs global threshold (see BUILD_NOTES.md for the numbers).
+    # prints LiRA vs global threshold (numbers in docs/results.md, "Attack suite on digits").
 """
 
 from __future__ import annotations

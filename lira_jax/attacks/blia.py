@@ -4,7 +4,7 @@ The BLIA paper (Khan et al. 2025, arXiv 2503.12801) trains binary classifiers on
 subset of examples, the canaries, has half of its labels flipped, so a canary's trained label
 is independent of its features; two passive attacks then read only the trained model's output
 on a canary (one forward pass, no shadow models) and guess its label. Only the abstract is at
-hand; the rules below are this project's reading of it (BUILD_NOTES.md, issue 13):
+hand; the rules below are this project's reading of it (docs/design.md, "Label-DP and BLIA"):
 
 - confidence rule: ŷ = 1[p(1|x) >= τ], with τ = 0.5, or τ calibrated per target model on its
   non-canary training examples (the threshold that best separates their known labels; ties

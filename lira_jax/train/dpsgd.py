@@ -13,7 +13,7 @@ standard accounting assumes):
 
 Design notes:
 - What comes from jax-privacy (pinned in pyproject.toml) and what is kept, measured on digits
-  / cnn32 (BUILD_NOTES.md, "DP auditing"): the clipping (`clipping.clip_pytree`, per
+  / cnn32 (docs/design.md, "DP auditing"): the clipping (`clipping.clip_pytree`, per
   example) and the noise (`noise_addition.gaussian_privatizer`) are jax-privacy's, inside
   the per-model function. Its whole-batch `clipping.clipped_grad` composes with the
   engine (vmap / lax.map over models, shard_map) but ran DP-SGD epochs 2.5x slower on CPU

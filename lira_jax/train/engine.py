@@ -90,7 +90,7 @@ class BackendDefaults:
     memory_fraction: float
 
 
-# CPU (2 cores, jax 0.10, cnn32 on 8x8 and 28x28 inputs, see BUILD_NOTES.md): one model at
+# CPU (2 cores, jax 0.10, cnn32 on 8x8 and 28x28 inputs, docs/benchmarks.md): one model at
 # a time is fastest (digits: 1.3-1.7x a vmap over 4 to 32 models; batched matmuls run slower
 # than the same matmuls alone, and several models' activations fall out of cache); with one
 # CPU device per core (`sharding.use_cpu_cores_as_devices`), blocks past 16 models per

@@ -13,11 +13,12 @@ Design notes:
   Call sizes are balanced (N = 1,500 in calls of at most 1,024: two calls of 750); a last
   call or forward that would run past the end starts earlier instead and recomputes a
   few examples: one compiled shape, no padding.
-- Layout and lowering per backend, measured (`experiments/bench/throughput.py --settings=query`,
-  BUILD_NOTES.md): on CPU one model at a time (`lax.map`), the forward pass in the
-  convolution lowering of `QUERY_DEFAULTS`; on GPUs the device's share of models vmapped.
-  The lowering of the forward pass need not be the training lowering: both compute the
-  same function of the same parameters (to float rounding).
+- Layout and lowering per backend, measured (`experiments/bench/throughput.py
+  --settings=query`; docs/design.md, "Query-pass layouts"): on CPU one model at a time
+  (`lax.map`), the forward pass in the convolution lowering of `QUERY_DEFAULTS`; on GPUs
+  the device's share of models vmapped. The lowering of the forward pass need not be the
+  training lowering: both compute the same function of the same parameters (to float
+  rounding).
 - The models axis is sharded over the devices as in training (`jax.shard_map`);
   parameters of a block padded to a multiple of the device count are dropped after.
 """
@@ -78,7 +79,7 @@ class QueryLayout:
         resolve_conv_impl(self.conv_impl)
 
 
-# Measured with `experiments/bench/throughput.py --settings=query` (BUILD_NOTES.md).
+# Measured with `experiments/bench/throughput.py --settings=query` (docs/benchmarks.md).
 # CPU "auto": XLA's convolution for inputs of 16x16 and more, "patches" below (see
 # `query_conv_impl`). GPU/TPU values are unmeasured: big batches, the accelerator's lowering.
 QUERY_DEFAULTS = {

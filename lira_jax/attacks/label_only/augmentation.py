@@ -37,7 +37,8 @@ Shadow sets (`lira_jax.attacks.shadow_sets`):
     differ only by each other's pairs — a member pair of target t is an IN pair in the
     training set of another target u, and u's non-member pair an OUT pair in t's, which
     tips the near-ties against the truth: on membership-free stores (M = 64, 8 seeds) AUC
-    0.4974 ± 0.0007, with folds of 8 targets 0.4997 ± 0.0006 (BUILD_NOTES.md, issue 14).
+    0.4974 ± 0.0007, with folds of 8 targets 0.4997 ± 0.0006 (docs/design.md, "Augmentation attack
+    model: one MLP per fold").
     Targets in one fold share one MLP (exact ties); the MLPs of different folds differ by
     many models' pairs.
 """

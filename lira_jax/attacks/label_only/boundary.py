@@ -98,7 +98,7 @@ class HSJConfig:
         None: the backend's `HSJ_LAYOUT`.
 
     The default budget (10 iterations, 50 initial evaluations) uses ~1,200 label queries
-    per example on 8x8 inputs, ~1/20 of ART's defaults (see BUILD_NOTES.md).
+    per example on 8x8 inputs, ~1/20 of ART's defaults (docs/benchmarks.md, "Boundary attack").
     """
 
     iterations: int = 10
@@ -139,7 +139,7 @@ class HSJConfig:
         )
 
 
-# (example_chunk, eval_batch) per backend. CPU (2 cores, digits cnn32, BUILD_NOTES.md):
+# (example_chunk, eval_batch) per backend. CPU (2 cores, digits cnn32, docs/benchmarks.md):
 # small model calls (32 x 10 inputs) ran ~1.5-3x the label queries/s of 128 x 100, whose
 # activations fall out of cache. GPU/TPU: not measured here; large calls fill the device.
 HSJ_LAYOUT = {"cpu": (32, 10), "gpu": (256, 100), "tpu": (256, 100)}
