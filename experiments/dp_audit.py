@@ -54,7 +54,6 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags, logging
 
-from experiments import attack as attack_bin
 from experiments import configs as config_defaults
 from experiments import flagdefs, label_only, train_shadows
 from lira_jax import dp_audit
@@ -163,7 +162,7 @@ def audit_store(
         one_run_note = f"pkeep={store.config['pkeep']}: the one-run bounds need pkeep = 0.5"
     keep = store.keep()
     needs = {s for n in names for s in ATTACKS[n].needs}
-    bank = exposed_bank(attack_bin._LazyLogits(store), store.labels(), keep, needs, log=log)
+    bank = exposed_bank(store_lib.LazyLogits(store), store.labels(), keep, needs, log=log)
     targets = np.arange(num_targets)
     entries, scores = [], {}
     for name in names:
