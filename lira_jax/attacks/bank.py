@@ -29,7 +29,7 @@ attack that the data cannot support (e.g. an example with no OUT shadow model) r
 
 External targets (models the store did not train, `num_external` > 0): the bank's last
 `num_external` rows hold their signals, computed from their outputs on the store's queries.
-Their keep rows are placeholders, all False, and are never read as membership: the truth of
+Their keep rows are filler, all False, and are never read as membership: the truth of
 an external target is not in the bank. Such rows are never anyone's shadow, and an external
 target's shadows are all the store's models, whatever their membership
 (`lira_jax.attacks.shadow_sets`); only external rows can be the targets of such a bank.
@@ -222,7 +222,7 @@ def check_external(keep: np.ndarray, num_external: int) -> None:
         )
     if num_external and keep[num_models - num_external :].any():
         raise ValueError(
-            "The keep rows of external targets are placeholders and must be all False (their "
+            "The keep rows of external targets are filler and must be all False (their "
             "membership is not the bank's to know); pass the truth to the evaluation instead."
         )
 

@@ -32,7 +32,7 @@ class LabelBank:
         (query 0 is the identity).
       labels: [N] int true labels.
       num_external: the last rows that are external targets (their keep rows are False
-        placeholders; see `lira_jax.attacks.bank`).
+        filler; see `lira_jax.attacks.bank`).
     """
 
     keep: np.ndarray
